@@ -1,0 +1,194 @@
+//! What an operator writes to configure the Twilio adapter, and its validation.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::Uri;
+
+/// Settings for [`TwilioProvider`](super::TwilioProvider).
+///
+/// A plain struct: the engine's config layer maps its TOML/env into it and
+/// [`TwilioProvider::new`](super::TwilioProvider::new) validates it once.
+#[derive(Clone)]
+pub struct TwilioSettings {
+    /// Scheme and authority (and optionally a path prefix, for a proxy) in
+    /// front of Twilio's REST API. Tests point it at the mock over plain http.
+    pub base_url: String,
+    /// `AC…` account id: goes into the URL path and is the Basic-auth user.
+    pub account_sid: String,
+    /// Basic-auth password. Never printed by `Debug`.
+    pub auth_token: String,
+    /// Default sender when routing gives none. A value starting with `MG` is
+    /// sent as `MessagingServiceSid`.
+    pub from: Option<String>,
+    /// Messaging service used when neither routing nor `from` gives a sender.
+    pub messaging_service_sid: Option<String>,
+    /// Sent as `StatusCallback` so Twilio posts delivery receipts to Herald.
+    pub status_callback: Option<String>,
+    /// Budget for one send: waiting for a connection, writing the request and
+    /// reading the whole response.
+    pub request_timeout: Duration,
+    /// Budget for the TCP connect of a new connection.
+    pub connect_timeout: Duration,
+    /// Idle connections kept per host. High, so the connections opened during
+    /// a burst at 10k+ concurrent sends are reused instead of re-handshaked.
+    pub pool_max_idle_per_host: usize,
+    /// How long an idle connection stays in the pool.
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for TwilioSettings {
+    fn default() -> Self {
+        TwilioSettings {
+            base_url: "https://api.twilio.com".to_owned(),
+            account_sid: String::new(),
+            auth_token: String::new(),
+            from: None,
+            messaging_service_sid: None,
+            status_callback: None,
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            pool_max_idle_per_host: 32_768,
+            // Shorter than the idle timeouts of common load balancers (AWS ALB:
+            // 60 s), so we drop an idle connection before the server does. A
+            // server-side close racing our reuse is what turns an otherwise
+            // clean send into an ambiguous one.
+            pool_idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for TwilioSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioSettings")
+            .field("base_url", &self.base_url)
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"<redacted>")
+            .field("from", &self.from)
+            .field("messaging_service_sid", &self.messaging_service_sid)
+            .field("status_callback", &self.status_callback)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
+            .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .finish()
+    }
+}
+
+/// A Twilio setting that cannot work, naming the key and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid twilio setting `{key}`: {reason}")]
+pub struct TwilioConfigError {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> TwilioConfigError {
+    TwilioConfigError {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// The parts of [`TwilioSettings`] the hot path uses, checked and precomputed.
+pub(super) struct ValidSettings {
+    /// `{base_url}/2010-04-01/Accounts/{sid}/Messages.json`.
+    pub messages_uri: Uri,
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    pub status_callback: Option<String>,
+}
+
+pub(super) fn validate(s: &TwilioSettings) -> Result<ValidSettings, TwilioConfigError> {
+    let base = s.base_url.trim();
+    let base_uri: Uri = base
+        .parse()
+        .map_err(|e| invalid("base_url", format!("`{base}` is not a URL: {e}")))?;
+    match base_uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => {
+            return Err(invalid(
+                "base_url",
+                format!("`{base}` must start with http:// or https://"),
+            ));
+        }
+    }
+    if base_uri.authority().is_none() {
+        return Err(invalid("base_url", format!("`{base}` has no host")));
+    }
+    if base_uri.query().is_some() {
+        return Err(invalid(
+            "base_url",
+            format!("`{base}` must not have a query string"),
+        ));
+    }
+
+    if s.account_sid.is_empty() {
+        return Err(invalid("account_sid", "is empty"));
+    }
+    // It is spliced into the URL path unescaped and is the Basic-auth user,
+    // where a `:` would split it.
+    if !s.account_sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(invalid(
+            "account_sid",
+            "must be letters and digits only (e.g. AC…)",
+        ));
+    }
+    if s.auth_token.is_empty() {
+        return Err(invalid("auth_token", "is empty"));
+    }
+
+    let from = non_empty("from", &s.from)?;
+    let messaging_service_sid = non_empty("messaging_service_sid", &s.messaging_service_sid)?;
+    if let Some(mg) = &messaging_service_sid
+        && (!mg.starts_with("MG") || !mg.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return Err(invalid(
+            "messaging_service_sid",
+            format!("`{mg}` is not a messaging service id (MG…)"),
+        ));
+    }
+    let status_callback = non_empty("status_callback", &s.status_callback)?;
+    if let Some(cb) = &status_callback {
+        let ok = cb.parse::<Uri>().is_ok_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+        });
+        if !ok {
+            return Err(invalid(
+                "status_callback",
+                format!("`{cb}` is not an absolute http(s) URL"),
+            ));
+        }
+    }
+
+    if s.request_timeout.is_zero() {
+        return Err(invalid("request_timeout", "must be greater than zero"));
+    }
+    if s.connect_timeout.is_zero() {
+        return Err(invalid("connect_timeout", "must be greater than zero"));
+    }
+
+    let messages = format!(
+        "{}/2010-04-01/Accounts/{}/Messages.json",
+        base.trim_end_matches('/'),
+        s.account_sid
+    );
+    let messages_uri = messages
+        .parse()
+        .map_err(|e| invalid("base_url", format!("`{messages}` is not a valid URL: {e}")))?;
+
+    Ok(ValidSettings {
+        messages_uri,
+        from,
+        messaging_service_sid,
+        status_callback,
+    })
+}
+
+fn non_empty(key: &'static str, v: &Option<String>) -> Result<Option<String>, TwilioConfigError> {
+    match v {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Err(invalid(key, "is set but empty")),
+        Some(s) => Ok(Some(s.trim().to_owned())),
+    }
+}

@@ -1,0 +1,323 @@
+//! Sending the request over the pooled client and classifying the answer.
+//!
+//! Classification decides whether a person might get the same text twice, so
+//! every branch says which of three things it knows:
+//! - Twilio certainly did not take the message → [`SendError::Transient`]
+//!   (retry / fail over) or [`SendError::Permanent`] (give up);
+//! - Twilio took it → [`Accepted`];
+//! - we cannot tell → [`SendError::Ambiguous`] (never re-sent silently).
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{HttpConnector, capture_connection};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Deserialize;
+
+use crate::{Accepted, PermanentKind, SendError};
+
+pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Twilio answers a create in about 1 KiB; anything past this is not Twilio.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// One pooled client for all sends of one provider.
+pub(super) fn build_client(
+    connect_timeout: Duration,
+    pool_max_idle_per_host: usize,
+    pool_idle_timeout: Duration,
+) -> HttpClient {
+    let mut http = HttpConnector::new();
+    // The TLS layer decides the scheme; without this http-only is enforced.
+    http.enforce_http(false);
+    // Requests are one small write each; Nagle would hold them for the ACK.
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    // Notice dead idle connections (NAT timeouts) before reusing them.
+    http.set_keepalive(Some(Duration::from_secs(60)));
+
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+
+    // No per-host connection cap here (hyper-util's pool has none): the
+    // engine bounds in-flight sends with a semaphore.
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(pool_max_idle_per_host)
+        .pool_idle_timeout(pool_idle_timeout)
+        .pool_timer(TokioTimer::new())
+        // A request that a *reused* connection gave back unwritten (the server
+        // closed it while idle) is re-sent by hyper-util on another
+        // connection: safe, the bytes never left.
+        .retry_canceled_requests(true)
+        .build(https)
+}
+
+/// Send one prepared request and classify the outcome.
+pub(super) async fn send(
+    client: &HttpClient,
+    mut request: http::Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<Accepted, SendError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Tells us afterwards whether the request ever got a connection. Costs a
+    // few small allocations per send; it is what lets a timeout spent in DNS,
+    // TCP, TLS or waiting for a pooled connection count as Transient instead
+    // of Ambiguous.
+    let connection = capture_connection(&mut request);
+
+    let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) if e.is_connect() => {
+            // DNS, TCP connect (refused, unreachable, connect timeout) or TLS
+            // handshake failed: no request bytes were written.
+            return Err(SendError::Transient {
+                code: None,
+                message: format!("connecting to Twilio failed: {}", error_chain(&e)),
+                retry_after: None,
+            });
+        }
+        Ok(Err(e)) => {
+            // Everything after the connection was obtained: write error,
+            // reset, EOF or a malformed response. The request may have been
+            // (partly) written and processed. hyper-util already re-sent the
+            // provably unwritten case on a reused connection; the same case on
+            // a fresh connection is not exposed (its `Canceled` kind is
+            // private), so it lands here too: conservative, never a duplicate.
+            return Err(SendError::Ambiguous {
+                message: format!(
+                    "Twilio connection failed after the request was sent: {}",
+                    error_chain(&e)
+                ),
+            });
+        }
+        Err(_elapsed) => {
+            if connection.connection_metadata().is_none() {
+                return Err(SendError::Transient {
+                    code: None,
+                    message: format!("no connection to Twilio within {timeout:?}"),
+                    retry_after: None,
+                });
+            }
+            return Err(SendError::Ambiguous {
+                message: format!(
+                    "no response from Twilio within {timeout:?} after the request was sent"
+                ),
+            });
+        }
+    };
+
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
+    let body =
+        match tokio::time::timeout_at(deadline, Limited::new(body, MAX_RESPONSE_BYTES).collect())
+            .await
+        {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) => Err(format!("reading the response body failed: {e}")),
+            Err(_) => Err(format!("response body not complete within {timeout:?}")),
+        };
+
+    if status.is_success() {
+        // The status line says Twilio created the message; a body we cannot
+        // read or parse does not undo that. Re-sending would most likely text
+        // the person twice, and without a sid we cannot match receipts, so
+        // this is Ambiguous rather than Accepted or Transient.
+        return match body {
+            Ok(bytes) => parse_created(status, &bytes),
+            Err(reason) => Err(SendError::Ambiguous {
+                message: format!("Twilio answered {status} but {reason}"),
+            }),
+        };
+    }
+
+    let retry_after = retry_after(&parts.headers);
+    let body = body.ok();
+    let error = body.as_deref().and_then(parse_error);
+    Err(classify(status.as_u16(), error.as_ref(), retry_after))
+}
+
+/// A 2xx body: Twilio's Message resource.
+fn parse_created(status: StatusCode, bytes: &[u8]) -> Result<Accepted, SendError> {
+    match serde_json::from_slice::<MessageCreated<'_>>(bytes) {
+        Ok(m) if !m.sid.is_empty() => Ok(Accepted {
+            provider_id: m.sid.into_owned(),
+            segments: m.num_segments,
+        }),
+        Ok(_) => Err(SendError::Ambiguous {
+            message: format!("Twilio answered {status} with an empty sid"),
+        }),
+        Err(e) => Err(SendError::Ambiguous {
+            message: format!(
+                "Twilio answered {status} with a body that is not a Message resource: {e}"
+            ),
+        }),
+    }
+}
+
+/// The fields of Twilio's Message resource Herald needs.
+#[derive(Deserialize)]
+struct MessageCreated<'a> {
+    #[serde(borrow)]
+    sid: Cow<'a, str>,
+    #[serde(default, deserialize_with = "segments")]
+    num_segments: Option<u32>,
+}
+
+/// `num_segments` is a decimal string in Twilio's JSON ("1"). Accept a number
+/// too. `"0"` means "not known yet" (sends through a messaging service report
+/// 0 until a sender is picked), so it maps to `None`, not `Some(0)`.
+fn segments<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<u32>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a segment count as a string or a number")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.trim().parse::<u32>().ok().filter(|n| *n > 0))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(u32::try_from(v).ok().filter(|n| *n > 0))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(u32::try_from(v).ok().filter(|n| *n > 0))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Twilio's error body: `{"code": 21211, "message": "…", "more_info": "…", "status": 400}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct TwilioError<'a> {
+    #[serde(default)]
+    pub code: Option<u32>,
+    #[serde(default, borrow)]
+    pub message: Option<Cow<'a, str>>,
+}
+
+fn parse_error(bytes: &[u8]) -> Option<TwilioError<'_>> {
+    serde_json::from_slice(bytes).ok()
+}
+
+/// Classify a non-2xx answer. Every non-2xx answer means Twilio did not create
+/// the message, so the only question is whether trying again can help.
+pub(super) fn classify(
+    status: u16,
+    error: Option<&TwilioError<'_>>,
+    retry_after: Option<Duration>,
+) -> SendError {
+    let code = error.and_then(|e| e.code);
+    let message = || {
+        let mut m = match error.and_then(|e| e.message.as_deref()) {
+            Some(text) => text.to_owned(),
+            None => StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("unexpected status")
+                .to_owned(),
+        };
+        let _ = write!(m, " (HTTP {status})");
+        m
+    };
+    let code_or_status = Some(code.unwrap_or(u32::from(status)));
+    let transient = |retry_after| SendError::Transient {
+        code: code_or_status,
+        message: message(),
+        retry_after,
+    };
+    let permanent = |kind| SendError::Permanent {
+        kind,
+        code: code_or_status,
+        message: message(),
+    };
+
+    // Twilio 20429 / HTTP 429: "requests that receive 429 responses aren't
+    // processed and are safe to retry" (twilio.com/docs/api/errors/20429).
+    if status == 429 || code == Some(20429) {
+        return transient(retry_after);
+    }
+    // Contract (DESIGN §4): 5xx is transient.
+    if status >= 500 {
+        return transient(retry_after);
+    }
+    match code {
+        // "Attempt to send to unsubscribed recipient": the carrier / Twilio
+        // holds a STOP for this From/To pair; the ledger must record it.
+        Some(21610) => return permanent(PermanentKind::CarrierOptOut),
+        // 21211 invalid 'To' number; 21614 'To' is not a mobile number.
+        Some(21211 | 21614) => return permanent(PermanentKind::InvalidNumber),
+        // 21612 ("not currently reachable via SMS" / the To–From combination
+        // cannot be routed) is deliberately *not* InvalidNumber: it is about
+        // the pair and the sender's capabilities, so marking the number
+        // invalid would be wrong. It falls through to Other below.
+        Some(20003) => return permanent(PermanentKind::Unauthorized),
+        // 21611: the From number's queue is full; Twilio did not queue this
+        // one and will take it once the queue drains.
+        Some(21611) => return transient(retry_after),
+        _ => {}
+    }
+    match status {
+        401 | 403 => permanent(PermanentKind::Unauthorized),
+        400..=499 => permanent(PermanentKind::Other),
+        // 1xx/3xx: not an answer from the Messages API (a redirecting proxy, a
+        // wrong base_url). Nothing was created; retrying / failing over loses
+        // nothing, while a permanent failure would drop the message.
+        _ => transient(retry_after),
+    }
+}
+
+/// `Retry-After` as delta-seconds. The HTTP-date form is not parsed (Twilio
+/// sends seconds); it yields `None` and the engine's own backoff applies.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// `e: cause: cause…` — hyper-util's own Display is only "client error (Connect)".
+fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let _ = write!(s, ": {cause}");
+        source = cause.source();
+    }
+    s
+}
+
+#[cfg(test)]
+pub(super) fn classify_for_test(
+    status: u16,
+    body: &str,
+    retry_after_header: Option<&str>,
+) -> SendError {
+    let mut headers = HeaderMap::new();
+    if let Some(v) = retry_after_header {
+        headers.insert(header::RETRY_AFTER, v.parse().unwrap());
+    }
+    classify(
+        status,
+        parse_error(body.as_bytes()).as_ref(),
+        retry_after(&headers),
+    )
+}
+
+#[cfg(test)]
+pub(super) fn parse_created_for_test(body: &str) -> Result<Accepted, SendError> {
+    parse_created(StatusCode::CREATED, body.as_bytes())
+}

@@ -1,0 +1,704 @@
+//! `heraldctl`: arguments, the calls it makes and how it prints their answers.
+//!
+//! `main.rs` only parses arguments and runs [`run`]; everything here is a
+//! plain function so tests can drive it against an in-process server.
+
+use std::{error::Error as _, fmt::Write as _, io, time::Duration};
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
+
+use crate::{
+    auth::{AttachBearer, TokenError, attach_bearer},
+    v1::{
+        GetStatsRequest, GetStatsResponse, ListPausedTenantsRequest, PauseTenantRequest,
+        PauseTenantResponse, ResumeTenantRequest, ResumeTenantResponse, TenantPause,
+        control_client::ControlClient,
+    },
+};
+
+/// Where `heraldctl` connects when neither `--endpoint` nor
+/// `HERALD_CONTROL_ENDPOINT` says otherwise: the default `control.listen`.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
+
+/// How long to wait for the TCP + HTTP/2 connection. An admin at a terminal
+/// should hear "unreachable" in seconds, not wait for the OS's minutes-long
+/// SYN retry schedule.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Upper bound on one call, so a wedged server cannot hang a script forever.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Statuses of the events contract (DESIGN.md §3), in the order a message
+/// meets them. `stats` always lists these, with 0 where the server reported
+/// none, then any status this build does not know yet.
+const KNOWN_STATUSES: &[&str] = &[
+    "deferred",
+    "retrying",
+    "sent",
+    "delivered",
+    "undelivered",
+    "suppressed",
+    "rejected",
+    "failed",
+    "expired",
+    "duplicate",
+    "cancelled",
+];
+
+/// Admin client for a running Herald instance's control service.
+#[derive(Debug, Parser)]
+#[command(
+    name = "heraldctl",
+    version,
+    about = "Admin client for a running Herald instance's control service",
+    after_help = "Exit status: 0 on success, 1 when a call fails (unreachable, refused token, \
+                  server error), 2 on bad arguments."
+)]
+pub struct Cli {
+    /// Control endpoint of a Herald instance (its `control.listen` address).
+    /// `http://` is assumed when no scheme is given.
+    #[arg(long, env = "HERALD_CONTROL_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+
+    /// Admin token: the instance's `control.token`. Prefer the environment
+    /// variable; command-line arguments are visible to other local users.
+    #[arg(long, env = "HERALD_CONTROL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `heraldctl` subcommands, one per control RPC.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the instance's message counters, in-flight sends and queue state.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a tenant: its messages are suppressed until it is resumed.
+    ///
+    /// Applies to every instance. Each of the tenant's messages that reaches
+    /// its send decision while paused is suppressed with reason `paused`, a
+    /// terminal outcome: it is not held and sent later.
+    Pause {
+        /// Tenant name, as in the ingest `tenant` field.
+        tenant: String,
+        /// Why, recorded with the pause and shown by `paused`.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume a paused tenant: its messages are decided normally again.
+    Resume {
+        /// Tenant name.
+        tenant: String,
+    },
+    /// List the tenants paused now.
+    Paused {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Why a `heraldctl` command failed, worded for the admin at the terminal.
+///
+/// Each message is complete in itself (causes are folded into it, not chained
+/// as `source`), so printing it with `{:#}` does not repeat them.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// No token given at all.
+    #[error(
+        "no admin token: pass --token or set HERALD_CONTROL_TOKEN to the instance's control.token"
+    )]
+    MissingToken,
+
+    /// The token cannot be sent as gRPC metadata.
+    #[error("unusable admin token: {0}")]
+    InvalidToken(TokenError),
+
+    /// `--endpoint` is not a URI.
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Nothing answered at the endpoint (or it went away mid-call).
+    #[error("cannot reach Herald control at {endpoint}: {reason}")]
+    Unreachable {
+        /// The endpoint tried.
+        endpoint: String,
+        /// What happened, with a hint where there is one.
+        reason: String,
+    },
+
+    /// The server answered UNAUTHENTICATED.
+    #[error(
+        "Herald control at {endpoint} refused the admin token: {message} \
+         (check --token / HERALD_CONTROL_TOKEN against the instance's control.token)"
+    )]
+    Unauthenticated {
+        /// The endpoint called.
+        endpoint: String,
+        /// The server's explanation.
+        message: String,
+    },
+
+    /// The server does not serve this RPC: it runs an older Herald.
+    #[error("Herald control at {endpoint} does not serve {rpc}; it may run an older Herald")]
+    Unimplemented {
+        /// The endpoint called.
+        endpoint: String,
+        /// The RPC's name.
+        rpc: &'static str,
+    },
+
+    /// Any other error status from the server.
+    #[error("{rpc} failed ({code:?}): {message}")]
+    Rpc {
+        /// The RPC's name.
+        rpc: &'static str,
+        /// The gRPC status code.
+        code: Code,
+        /// The server's message.
+        message: String,
+    },
+
+    /// Writing the answer to stdout failed (for example a closed pipe).
+    #[error("cannot write output: {0}")]
+    Output(io::Error),
+}
+
+/// The generated client with the bearer token attached to every call.
+pub type Client = ControlClient<InterceptedService<Channel, AttachBearer>>;
+
+/// A connection to one Herald instance's control service.
+#[derive(Debug, Clone)]
+pub struct AdminSession {
+    /// Kept for error messages: "cannot reach … at <endpoint>".
+    endpoint: String,
+    client: Client,
+}
+
+impl AdminSession {
+    /// Connect to `endpoint` (`http://host:port`, or `host:port`) sending
+    /// `token` with every call. Fails at once if the token is missing or
+    /// nothing answers, rather than at the first call.
+    pub async fn connect(endpoint: &str, token: Option<&str>) -> Result<Self, CliError> {
+        let token = token.ok_or(CliError::MissingToken)?;
+        let attach = attach_bearer(token).map_err(|e| match e {
+            TokenError::Empty => CliError::MissingToken,
+            other => CliError::InvalidToken(other),
+        })?;
+
+        let invalid = |reason: String| CliError::InvalidEndpoint {
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
+        let endpoint = with_scheme(endpoint);
+        let channel = Channel::from_shared(endpoint.clone())
+            .map_err(|e| invalid(error_chain(&e)))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .connect()
+            .await
+            .map_err(|e| CliError::Unreachable {
+                endpoint: endpoint.clone(),
+                reason: describe_connect_error(&e),
+            })?;
+
+        Ok(Self {
+            client: ControlClient::with_interceptor(channel, attach),
+            endpoint,
+        })
+    }
+
+    /// `GetStats`.
+    pub async fn stats(&mut self) -> Result<GetStatsResponse, CliError> {
+        let result = self.client.get_stats(GetStatsRequest {}).await;
+        self.answer("GetStats", result)
+    }
+
+    /// `PauseTenant`.
+    pub async fn pause(
+        &mut self,
+        tenant: &str,
+        reason: Option<&str>,
+    ) -> Result<PauseTenantResponse, CliError> {
+        let request = PauseTenantRequest {
+            tenant: tenant.to_owned(),
+            reason: reason.unwrap_or_default().to_owned(),
+        };
+        let result = self.client.pause_tenant(request).await;
+        self.answer("PauseTenant", result)
+    }
+
+    /// `ResumeTenant`.
+    pub async fn resume(&mut self, tenant: &str) -> Result<ResumeTenantResponse, CliError> {
+        let request = ResumeTenantRequest {
+            tenant: tenant.to_owned(),
+        };
+        let result = self.client.resume_tenant(request).await;
+        self.answer("ResumeTenant", result)
+    }
+
+    /// `ListPausedTenants`.
+    pub async fn paused(&mut self) -> Result<Vec<TenantPause>, CliError> {
+        let result = self
+            .client
+            .list_paused_tenants(ListPausedTenantsRequest {})
+            .await;
+        self.answer("ListPausedTenants", result)
+            .map(|response| response.pauses)
+    }
+
+    /// Unwrap a response, or turn its status into an error an admin can act on.
+    fn answer<T>(
+        &self,
+        rpc: &'static str,
+        result: Result<tonic::Response<T>, Status>,
+    ) -> Result<T, CliError> {
+        result
+            .map(tonic::Response::into_inner)
+            .map_err(|status| self.status_error(rpc, status))
+    }
+
+    fn status_error(&self, rpc: &'static str, status: Status) -> CliError {
+        let endpoint = self.endpoint.clone();
+        match status.code() {
+            Code::Unauthenticated => CliError::Unauthenticated {
+                endpoint,
+                message: status.message().to_owned(),
+            },
+            Code::Unimplemented => CliError::Unimplemented { endpoint, rpc },
+            // tonic reports transport failures after connect (server gone,
+            // connection reset) as UNAVAILABLE with the cause in the source.
+            Code::Unavailable => CliError::Unreachable {
+                endpoint,
+                reason: status
+                    .source()
+                    .map(error_chain)
+                    .unwrap_or_else(|| status.message().to_owned()),
+            },
+            code => CliError::Rpc {
+                rpc,
+                code,
+                message: status.message().to_owned(),
+            },
+        }
+    }
+}
+
+/// Parse-free entry point for the binary: connect as `cli` says and run its
+/// command, writing the answer to `out`.
+pub async fn run<W: io::Write>(cli: &Cli, out: &mut W) -> Result<(), CliError> {
+    let mut session = AdminSession::connect(&cli.endpoint, cli.token.as_deref()).await?;
+    execute(&mut session, &cli.command, out).await
+}
+
+/// Run one command over an open session, writing the answer to `out`.
+pub async fn execute<W: io::Write>(
+    session: &mut AdminSession,
+    command: &Command,
+    out: &mut W,
+) -> Result<(), CliError> {
+    let text = match command {
+        Command::Stats { json } => {
+            let stats = session.stats().await?;
+            if *json {
+                json_line(&stats_json(&stats))
+            } else {
+                render_stats(&stats)
+            }
+        }
+        Command::Pause { tenant, reason } => {
+            let response = session.pause(tenant, reason.as_deref()).await?;
+            render_pause(tenant, &response)
+        }
+        Command::Resume { tenant } => {
+            let response = session.resume(tenant).await?;
+            render_resume(tenant, &response)
+        }
+        Command::Paused { json } => {
+            let pauses = session.paused().await?;
+            if *json {
+                json_line(&paused_json(&pauses))
+            } else {
+                render_paused(&pauses)
+            }
+        }
+    };
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CliError::Output)
+}
+
+/// `stats` as a readable report: instance, counters by status, partitions.
+pub fn render_stats(stats: &GetStatsResponse) -> String {
+    let mut text = String::new();
+    let version = if stats.version.is_empty() {
+        String::new()
+    } else {
+        format!(" (herald {})", stats.version)
+    };
+    let overview = [
+        vec![
+            "instance".into(),
+            format!("{}{version}", or_dash(&stats.instance_id)),
+        ],
+        vec!["uptime".into(), format_duration_ms(stats.uptime_ms)],
+        vec![
+            "in flight".into(),
+            format!("{} of max {}", stats.in_flight, stats.max_in_flight),
+        ],
+        vec![
+            "delayed".into(),
+            stats.delayed.map_or_else(|| "-".into(), |n| n.to_string()),
+        ],
+    ];
+    text += &table(&[], &overview, &[Align::Left, Align::Left]);
+
+    let statuses: Vec<Vec<String>> = status_counts(stats)
+        .into_iter()
+        .map(|(status, count)| vec![status, count.to_string()])
+        .collect();
+    text.push('\n');
+    text += &table(
+        &["STATUS", "MESSAGES"],
+        &statuses,
+        &[Align::Left, Align::Right],
+    );
+
+    text.push('\n');
+    if stats.partitions.is_empty() {
+        text += "no queue partitions reported\n";
+    } else {
+        let partitions: Vec<Vec<String>> = stats
+            .partitions
+            .iter()
+            .map(|p| {
+                vec![
+                    p.partition.to_string(),
+                    p.stream.clone(),
+                    p.depth.map_or_else(|| "-".into(), |n| n.to_string()),
+                    p.pending.to_string(),
+                    p.lag_ms.map_or_else(|| "-".into(), format_duration_ms),
+                ]
+            })
+            .collect();
+        text += &table(
+            &["PARTITION", "STREAM", "DEPTH", "PENDING", "LAG"],
+            &partitions,
+            &[
+                Align::Right,
+                Align::Left,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+            ],
+        );
+    }
+    text
+}
+
+/// `stats --json`: the response as one JSON object. Absent optional values
+/// are `null`; every known status is present (0 when none).
+pub fn stats_json(stats: &GetStatsResponse) -> Value {
+    let by_status: serde_json::Map<String, Value> = status_counts(stats)
+        .into_iter()
+        .map(|(status, count)| (status, count.into()))
+        .collect();
+    let partitions: Vec<Value> = stats
+        .partitions
+        .iter()
+        .map(|p| {
+            json!({
+                "partition": p.partition,
+                "stream": p.stream,
+                "depth": p.depth,
+                "pending": p.pending,
+                "lag_ms": p.lag_ms,
+            })
+        })
+        .collect();
+    json!({
+        "instance_id": stats.instance_id,
+        "version": stats.version,
+        "uptime_ms": stats.uptime_ms,
+        "in_flight": stats.in_flight,
+        "max_in_flight": stats.max_in_flight,
+        "delayed": stats.delayed,
+        "messages_by_status": by_status,
+        "partitions": partitions,
+    })
+}
+
+/// `paused` as a table, or a sentence when nothing is paused.
+pub fn render_paused(pauses: &[TenantPause]) -> String {
+    if pauses.is_empty() {
+        return "no tenant is paused\n".into();
+    }
+    let rows: Vec<Vec<String>> = pauses
+        .iter()
+        .map(|p| {
+            vec![
+                p.tenant.clone(),
+                format_epoch_ms(p.paused_at_ms),
+                or_dash(&p.reason).to_owned(),
+            ]
+        })
+        .collect();
+    table(
+        &["TENANT", "PAUSED SINCE", "REASON"],
+        &rows,
+        &[Align::Left, Align::Left, Align::Left],
+    )
+}
+
+/// `paused --json`: an array of `{tenant, reason, paused_at_ms, paused_at}`.
+pub fn paused_json(pauses: &[TenantPause]) -> Value {
+    pauses
+        .iter()
+        .map(|p| {
+            json!({
+                "tenant": p.tenant,
+                "reason": p.reason,
+                "paused_at_ms": p.paused_at_ms,
+                "paused_at": format_epoch_ms(p.paused_at_ms),
+            })
+        })
+        .collect()
+}
+
+fn render_pause(tenant: &str, response: &PauseTenantResponse) -> String {
+    let since = response
+        .pause
+        .as_ref()
+        .map(|p| format!(" since {}", format_epoch_ms(p.paused_at_ms)))
+        .unwrap_or_default();
+    if response.changed {
+        format!(
+            "paused tenant {tenant}{since}; its messages are now suppressed (reason `paused`)\n"
+        )
+    } else {
+        let reason = response
+            .pause
+            .as_ref()
+            .filter(|p| !p.reason.is_empty())
+            .map(|p| format!(" (reason: {})", p.reason))
+            .unwrap_or_default();
+        format!("tenant {tenant} was already paused{since}{reason}; nothing changed\n")
+    }
+}
+
+fn render_resume(tenant: &str, response: &ResumeTenantResponse) -> String {
+    if response.changed {
+        format!("resumed tenant {tenant}\n")
+    } else {
+        format!("tenant {tenant} was not paused; nothing changed\n")
+    }
+}
+
+/// Known statuses in contract order (0 when absent), then unknown ones by name.
+fn status_counts(stats: &GetStatsResponse) -> Vec<(String, u64)> {
+    let known = KNOWN_STATUSES.iter().map(|status| {
+        let count = stats.messages_by_status.get(*status).copied().unwrap_or(0);
+        ((*status).to_owned(), count)
+    });
+    let unknown = stats
+        .messages_by_status
+        .iter()
+        .filter(|(status, _)| !KNOWN_STATUSES.contains(&status.as_str()))
+        .map(|(status, count)| (status.clone(), *count));
+    known.chain(unknown).collect()
+}
+
+#[derive(Clone, Copy)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// Columns padded to their widest cell, two spaces apart; no header row when
+/// `headers` is empty.
+fn table(headers: &[&str], rows: &[Vec<String>], align: &[Align]) -> String {
+    let columns = align.len();
+    let mut widths = vec![0; columns];
+    let header_row: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header_row).chain(rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let rows = (!headers.is_empty())
+        .then_some(&header_row)
+        .into_iter()
+        .chain(rows);
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let width = widths[i];
+            let _ = match align[i] {
+                Align::Left => write!(line, "{cell:<width$}"),
+                Align::Right => write!(line, "{cell:>width$}"),
+            };
+            if i + 1 < row.len() {
+                line += "  ";
+            }
+        }
+        text += line.trim_end();
+        text.push('\n');
+    }
+    text
+}
+
+/// `850ms`, `12.3s`, `4m 05s`, `3h 02m 11s`, `2d 03h 04m`.
+pub fn format_duration_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, hours, minutes, seconds) =
+        (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{}.{}s", secs, ms % 1000 / 100),
+        60_000..3_600_000 => format!("{minutes}m {seconds:02}s"),
+        3_600_000..86_400_000 => format!("{hours}h {minutes:02}m {seconds:02}s"),
+        _ => format!("{days}d {hours:02}h {minutes:02}m"),
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC, to the second.
+fn format_epoch_ms(ms: i64) -> String {
+    jiff::Timestamp::from_second(ms.div_euclid(1000))
+        .map_or_else(|_| format!("{ms} (ms since epoch)"), |ts| ts.to_string())
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+fn json_line(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("a Value always serialises");
+    text.push('\n');
+    text
+}
+
+/// `host:port` → `http://host:port`; anything with a scheme is left alone.
+fn with_scheme(endpoint: &str) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
+    }
+}
+
+/// Name the usual causes plainly; otherwise show the whole cause chain, since
+/// tonic's top-level "transport error" says nothing by itself.
+fn describe_connect_error(error: &tonic::transport::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if let Some(io_error) = cause.downcast_ref::<io::Error>() {
+            match io_error.kind() {
+                io::ErrorKind::ConnectionRefused => {
+                    return "connection refused (is `herald serve` running, and is this its \
+                            control.listen address?)"
+                        .into();
+                }
+                io::ErrorKind::TimedOut => {
+                    return format!("no answer within {}s", CONNECT_TIMEOUT.as_secs());
+                }
+                _ => {}
+            }
+        }
+        if cause.to_string().contains("timed out") {
+            return format!("no answer within {}s", CONNECT_TIMEOUT.as_secs());
+        }
+        source = cause.source();
+    }
+    error_chain(error)
+}
+
+/// `outer: middle: inner`, skipping repeats.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1::PartitionStats;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration_ms(0), "0ms");
+        assert_eq!(format_duration_ms(850), "850ms");
+        assert_eq!(format_duration_ms(12_345), "12.3s");
+        assert_eq!(format_duration_ms(245_000), "4m 05s");
+        assert_eq!(format_duration_ms(3 * 3_600_000 + 131_000), "3h 02m 11s");
+        assert_eq!(
+            format_duration_ms(2 * 86_400_000 + 3 * 3_600_000 + 240_000),
+            "2d 03h 04m"
+        );
+    }
+
+    #[test]
+    fn endpoint_without_scheme_gets_http() {
+        assert_eq!(with_scheme("10.0.0.1:50051"), "http://10.0.0.1:50051");
+        assert_eq!(with_scheme("https://h:1"), "https://h:1");
+    }
+
+    #[test]
+    fn stats_list_known_statuses_in_order_then_unknown_ones() {
+        let stats = GetStatsResponse {
+            messages_by_status: [("sent".into(), 7), ("zapped".into(), 1)].into(),
+            ..Default::default()
+        };
+        let counts = status_counts(&stats);
+        assert_eq!(counts.len(), KNOWN_STATUSES.len() + 1);
+        assert_eq!(counts[0], ("deferred".into(), 0));
+        assert!(counts.contains(&("sent".into(), 7)));
+        assert_eq!(counts.last().unwrap(), &("zapped".into(), 1));
+    }
+
+    #[test]
+    fn stats_table_shows_unknowns_as_dashes() {
+        let stats = GetStatsResponse {
+            instance_id: "h1".into(),
+            partitions: vec![PartitionStats {
+                partition: 3,
+                stream: "herald:q:{3}".into(),
+                depth: None,
+                pending: 2,
+                lag_ms: Some(1_500),
+            }],
+            ..Default::default()
+        };
+        let text = render_stats(&stats);
+        assert!(text.contains("delayed    -"), "{text}");
+        let row = text.lines().find(|l| l.contains("herald:q:{3}")).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells, ["3", "herald:q:{3}", "-", "2", "1.5s"]);
+    }
+
+    #[test]
+    fn epoch_ms_formats_as_rfc3339() {
+        assert_eq!(format_epoch_ms(1_700_000_000_999), "2023-11-14T22:13:20Z");
+    }
+}

@@ -1,0 +1,866 @@
+//! Configuration: what the user writes (`FileConfig`, plain serde with
+//! `deny_unknown_fields`) and the validated [`Config`] the daemon runs with.
+//!
+//! One function, [`Config::load`], reads the TOML file, applies environment
+//! overrides (`HERALD_` + key path in capitals, `.` written as `__`, e.g.
+//! `redis.url` → `HERALD_REDIS__URL`), and validates. The environment is passed
+//! in as an argument so tests never mutate the process environment. Every
+//! error names the key and the reason.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Prefix of every environment override.
+pub const ENV_PREFIX: &str = "HERALD_";
+
+/// A configuration error: the key (dotted path) and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config is not valid TOML: {0}")]
+    Syntax(String),
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
+    #[error("config key `{key}`: {reason}")]
+    Key { key: String, reason: String },
+}
+
+fn key_err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What the user writes. Defaults live here, next to the field, and are
+// mirrored in config/herald.toml's comments.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub redis: RedisSection,
+    pub queue: QueueSection,
+    pub dispatch: DispatchSection,
+    pub events: EventsSection,
+    pub http: HttpSection,
+    pub control: ControlSection,
+    pub telemetry: TelemetrySection,
+    pub providers: BTreeMap<String, ProviderSection>,
+    pub routes: RoutesSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSection {
+    pub url: String,
+    pub connect_timeout_ms: u64,
+    pub response_timeout_ms: u64,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            connect_timeout_ms: 2_000,
+            response_timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    pub partitions: u16,
+    pub delete_acked: bool,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        Self {
+            partitions: 8,
+            delete_acked: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AmbiguousPolicy {
+    /// Send again: the person may get the text twice, but never zero times.
+    Resend,
+    /// Record `failed` / `ambiguous`: the person gets it at most once.
+    Fail,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchSection {
+    pub shards: usize,
+    pub batch_size: usize,
+    pub block_ms: u64,
+    pub max_in_flight: usize,
+    pub claim_idle_ms: u64,
+    pub claim_interval_ms: u64,
+    pub idempotency_ttl_secs: u64,
+    pub shutdown_grace_ms: u64,
+    pub ambiguous_policy: AmbiguousPolicy,
+    pub max_body_chars: usize,
+    pub max_entry_bytes: usize,
+    pub delayed_poll_ms: u64,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub consumer: Option<String>,
+}
+
+impl Default for DispatchSection {
+    fn default() -> Self {
+        Self {
+            shards: 2,
+            batch_size: 512,
+            block_ms: 1_000,
+            max_in_flight: 16_384,
+            claim_idle_ms: 30_000,
+            claim_interval_ms: 5_000,
+            idempotency_ttl_secs: 7 * 24 * 3600,
+            shutdown_grace_ms: 10_000,
+            ambiguous_policy: AmbiguousPolicy::Resend,
+            max_body_chars: 1_600,
+            max_entry_bytes: 64 * 1024,
+            delayed_poll_ms: 250,
+            max_attempts: 5,
+            retry_base_ms: 1_000,
+            retry_max_ms: 300_000,
+            consumer: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSection {
+    pub max_len: u64,
+    pub dlq_max_len: u64,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        Self {
+            max_len: 1_000_000,
+            dlq_max_len: 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub listen: String,
+    pub public_url: Option<String>,
+    pub api_keys: BTreeMap<String, String>,
+    pub max_request_bytes: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            api_keys: BTreeMap::new(),
+            max_request_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    pub listen: String,
+    pub token: String,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            token: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySection {
+    pub log: String,
+    pub lag_poll_ms: u64,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        Self {
+            log: "info".into(),
+            lag_poll_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    pub kind: String,
+    pub base_url: Option<String>,
+    pub account_sid: Option<String>,
+    pub auth_token: Option<String>,
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    pub status_callback: Option<String>,
+    pub max_concurrency: Option<usize>,
+    pub timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    // sandbox knobs
+    pub latency_ms: Option<u64>,
+    pub jitter_ms: Option<u64>,
+    pub failure_rate: Option<f64>,
+    pub permanent_failure_rate: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutesSection {
+    pub default: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------
+// The validated configuration.
+// ---------------------------------------------------------------------------
+
+/// Validated configuration the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis_url: String,
+    pub redis_connect_timeout: Duration,
+    pub redis_response_timeout: Duration,
+    pub partitions: u16,
+    pub delete_acked: bool,
+    pub dispatch: DispatchConfig,
+    pub events_max_len: u64,
+    pub dlq_max_len: u64,
+    pub http: HttpConfig,
+    pub control: ControlConfig,
+    pub log: String,
+    pub lag_poll: Duration,
+    pub providers: Vec<ProviderConfig>,
+    /// Indices into `providers`, in failover order.
+    pub default_route: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    pub shards: usize,
+    pub batch_size: usize,
+    pub block: Duration,
+    pub max_in_flight: usize,
+    pub claim_idle: Duration,
+    pub claim_interval: Duration,
+    pub idempotency_ttl: Duration,
+    pub shutdown_grace: Duration,
+    pub ambiguous_policy: AmbiguousPolicy,
+    pub max_body_chars: usize,
+    pub max_entry_bytes: usize,
+    pub delayed_poll: Duration,
+    pub retry: crate::dispatch::backoff::Backoff,
+    pub max_attempts: u32,
+    pub consumer: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    /// tenant → bearer API key for `POST /v1/messages`.
+    pub api_keys: BTreeMap<String, String>,
+    pub max_request_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    pub listen: SocketAddr,
+    pub token: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub max_concurrency: Option<usize>,
+    pub kind: ProviderKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    Twilio(herald_adapters::TwilioSettings),
+    Sandbox(herald_adapters::SandboxSettings),
+}
+
+impl Config {
+    /// Read `path`, apply overrides from `env` (pairs of name and value, e.g.
+    /// `std::env::vars()`), validate.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml_str(&text, env)
+    }
+
+    /// Like [`Config::load`], from TOML text.
+    pub fn from_toml_str(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        apply_env(&mut table, env)?;
+        let file: FileConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                key_err(key, e.into_inner().to_string())
+            })?;
+        file.validate()
+    }
+}
+
+/// Apply `HERALD_A__B__C=value` as `a.b.c = value`. A value that parses as a
+/// TOML value (number, boolean, array, quoted string) is taken as that;
+/// anything else is a string. Quote a value to force a string
+/// (`HERALD_CONTROL__TOKEN='"12345"'`).
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (var, raw) in env {
+        // Every key lives in a section, so an override always has a `__`.
+        // Variables without one (HERALD_LOG, heraldctl's HERALD_CONTROL_TOKEN)
+        // belong to other tools and are left alone.
+        let Some(rest) = var.strip_prefix(ENV_PREFIX).filter(|r| r.contains("__")) else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError::Env {
+                var,
+                reason: "empty key segment (write `.` as `__`)".into(),
+            });
+        }
+        let value = parse_env_value(&raw);
+        let mut cursor = &mut *table;
+        for segment in &path[..path.len() - 1] {
+            let entry = cursor
+                .entry(segment.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cursor = match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var,
+                        reason: format!("`{segment}` is not a section"),
+                    });
+                }
+            };
+        }
+        let last = path[path.len() - 1].clone();
+        cursor.insert(last, value);
+    }
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&doc) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn positive(key: &str, v: u64) -> Result<u64, ConfigError> {
+    if v == 0 {
+        Err(key_err(key, "must be greater than 0"))
+    } else {
+        Ok(v)
+    }
+}
+
+fn listen_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse()
+        .map_err(|e| key_err(key, format!("`{v}` is not an address:port ({e})")))
+}
+
+fn rate(key: &str, v: Option<f64>) -> Result<f64, ConfigError> {
+    let v = v.unwrap_or(0.0);
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(key_err(key, "must be between 0.0 and 1.0"))
+    }
+}
+
+impl FileConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let FileConfig {
+            redis,
+            queue,
+            dispatch: d,
+            events,
+            http,
+            control,
+            telemetry,
+            providers: provider_sections,
+            routes,
+        } = self;
+
+        if !(redis.url.starts_with("redis://")
+            || redis.url.starts_with("rediss://")
+            || redis.url.starts_with("redis+unix://")
+            || redis.url.starts_with("unix://"))
+        {
+            return Err(key_err(
+                "redis.url",
+                "must start with redis://, rediss:// or unix://",
+            ));
+        }
+        if redis::Client::open(redis.url.as_str()).is_err() {
+            return Err(key_err("redis.url", "not a valid Redis URL"));
+        }
+        if queue.partitions == 0 || queue.partitions > 1024 {
+            return Err(key_err("queue.partitions", "must be between 1 and 1024"));
+        }
+        if d.shards == 0 || d.shards > 256 {
+            return Err(key_err("dispatch.shards", "must be between 1 and 256"));
+        }
+        if d.batch_size == 0 || d.batch_size > 10_000 {
+            return Err(key_err(
+                "dispatch.batch_size",
+                "must be between 1 and 10000",
+            ));
+        }
+        if d.max_in_flight == 0 || d.max_in_flight > 1_000_000 {
+            return Err(key_err(
+                "dispatch.max_in_flight",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if d.max_in_flight < usize::from(queue.partitions) {
+            // A shard may read one entry per partition at once and must hold
+            // a permit for each.
+            return Err(key_err(
+                "dispatch.max_in_flight",
+                "must be at least queue.partitions",
+            ));
+        }
+        if d.max_body_chars == 0 || d.max_body_chars > 1_600 {
+            return Err(key_err(
+                "dispatch.max_body_chars",
+                "must be between 1 and 1600 (Twilio's cap on a body)",
+            ));
+        }
+        if d.block_ms == 0 || d.block_ms > 60_000 {
+            return Err(key_err("dispatch.block_ms", "must be between 1 and 60000"));
+        }
+        positive("dispatch.claim_idle_ms", d.claim_idle_ms)?;
+        positive("dispatch.claim_interval_ms", d.claim_interval_ms)?;
+        positive("dispatch.idempotency_ttl_secs", d.idempotency_ttl_secs)?;
+        positive("dispatch.delayed_poll_ms", d.delayed_poll_ms)?;
+        positive("dispatch.max_entry_bytes", d.max_entry_bytes as u64)?;
+        positive("telemetry.lag_poll_ms", telemetry.lag_poll_ms)?;
+        if d.max_attempts == 0 || d.max_attempts > 100 {
+            return Err(key_err(
+                "dispatch.max_attempts",
+                "must be between 1 and 100",
+            ));
+        }
+        positive("redis.connect_timeout_ms", redis.connect_timeout_ms)?;
+        positive("redis.response_timeout_ms", redis.response_timeout_ms)?;
+        if telemetry.log.trim().is_empty() {
+            return Err(key_err("telemetry.log", "must not be empty"));
+        }
+
+        let consumer = match d.consumer {
+            Some(c) if c.is_empty() => {
+                return Err(key_err("dispatch.consumer", "must not be empty when set"));
+            }
+            Some(c) => c,
+            None => default_consumer_name(),
+        };
+
+        let http_listen = listen_addr("http.listen", &http.listen)?;
+        let public_url = http
+            .public_url
+            .unwrap_or_else(|| format!("http://{http_listen}"));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(key_err(
+                "http.public_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        for (tenant, key) in &http.api_keys {
+            if key.len() < 16 {
+                return Err(key_err(
+                    format!("http.api_keys.{tenant}"),
+                    "an API key must be at least 16 characters",
+                ));
+            }
+        }
+        let control_listen = listen_addr("control.listen", &control.listen)?;
+
+        let mut providers = Vec::with_capacity(provider_sections.len());
+        for (name, p) in provider_sections {
+            providers.push(provider_config(&name, p, d.max_in_flight)?);
+        }
+        if routes.default.is_empty() {
+            return Err(key_err(
+                "routes.default",
+                "must list at least one provider (e.g. [\"twilio\"])",
+            ));
+        }
+        let mut default_route = Vec::with_capacity(routes.default.len());
+        for name in &routes.default {
+            let Some(i) = providers.iter().position(|p| &p.name == name) else {
+                return Err(key_err(
+                    "routes.default",
+                    format!("provider `{name}` is not defined under [providers]"),
+                ));
+            };
+            default_route.push(i);
+        }
+
+        Ok(Config {
+            redis_url: redis.url,
+            redis_connect_timeout: ms(redis.connect_timeout_ms),
+            redis_response_timeout: ms(redis.response_timeout_ms),
+            partitions: queue.partitions,
+            delete_acked: queue.delete_acked,
+            dispatch: DispatchConfig {
+                shards: d.shards,
+                batch_size: d.batch_size,
+                block: ms(d.block_ms),
+                max_in_flight: d.max_in_flight,
+                claim_idle: ms(d.claim_idle_ms),
+                claim_interval: ms(d.claim_interval_ms),
+                idempotency_ttl: Duration::from_secs(d.idempotency_ttl_secs),
+                shutdown_grace: ms(d.shutdown_grace_ms),
+                ambiguous_policy: d.ambiguous_policy,
+                max_body_chars: d.max_body_chars,
+                max_entry_bytes: d.max_entry_bytes,
+                delayed_poll: ms(d.delayed_poll_ms),
+                retry: crate::dispatch::backoff::Backoff::new(
+                    ms(d.retry_base_ms),
+                    ms(d.retry_max_ms),
+                )
+                .map_err(|e| key_err("dispatch.retry_base_ms", e))?,
+                max_attempts: d.max_attempts,
+                consumer,
+            },
+            events_max_len: events.max_len,
+            dlq_max_len: events.dlq_max_len,
+            http: HttpConfig {
+                listen: http_listen,
+                public_url,
+                api_keys: http.api_keys,
+                max_request_bytes: http.max_request_bytes,
+            },
+            control: ControlConfig {
+                listen: control_listen,
+                token: control.token,
+            },
+            log: telemetry.log,
+            lag_poll: ms(telemetry.lag_poll_ms),
+            providers,
+            default_route,
+        })
+    }
+}
+
+fn provider_config(
+    name: &str,
+    p: ProviderSection,
+    max_in_flight: usize,
+) -> Result<ProviderConfig, ConfigError> {
+    let key = |field: &str| format!("providers.{name}.{field}");
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(key_err(
+            format!("providers.{name}"),
+            "a provider name may only hold letters, digits, `_` and `-`",
+        ));
+    }
+    if let Some(c) = p.max_concurrency
+        && c == 0
+    {
+        return Err(key_err(key("max_concurrency"), "must be greater than 0"));
+    }
+    // A bound above the global one would never bind: keep the smaller.
+    let max_concurrency = p.max_concurrency.map(|c| c.min(max_in_flight));
+    let kind = match p.kind.as_str() {
+        "twilio" => {
+            let mut s = herald_adapters::TwilioSettings::default();
+            if let Some(url) = p.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(key_err(
+                        key("base_url"),
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+                s.base_url = url.trim_end_matches('/').to_string();
+            }
+            s.account_sid = p
+                .account_sid
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| key_err(key("account_sid"), "is required for a twilio provider"))?;
+            s.auth_token = p
+                .auth_token
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| key_err(key("auth_token"), "is required for a twilio provider"))?;
+            s.from = p.from.filter(|v| !v.is_empty());
+            s.messaging_service_sid = p.messaging_service_sid.filter(|v| !v.is_empty());
+            if s.from.is_none() && s.messaging_service_sid.is_none() {
+                return Err(key_err(
+                    key("from"),
+                    "a twilio provider needs `from` or `messaging_service_sid`",
+                ));
+            }
+            s.status_callback = p.status_callback;
+            if let Some(t) = p.timeout_ms {
+                s.request_timeout = ms(positive(&key("timeout_ms"), t)?);
+            }
+            if let Some(t) = p.connect_timeout_ms {
+                s.connect_timeout = ms(positive(&key("connect_timeout_ms"), t)?);
+            }
+            ProviderKind::Twilio(s)
+        }
+        "sandbox" => {
+            let s = herald_adapters::SandboxSettings {
+                latency: ms(p.latency_ms.unwrap_or(0)),
+                jitter: ms(p.jitter_ms.unwrap_or(0)),
+                failure_rate: rate(&key("failure_rate"), p.failure_rate)?,
+                permanent_failure_rate: rate(
+                    &key("permanent_failure_rate"),
+                    p.permanent_failure_rate,
+                )?,
+            };
+            ProviderKind::Sandbox(s)
+        }
+        "sns" | "http" => {
+            return Err(key_err(
+                key("kind"),
+                format!(
+                    "provider kind `{}` is not available in this build yet",
+                    p.kind
+                ),
+            ));
+        }
+        "" => return Err(key_err(key("kind"), "is required")),
+        other => {
+            return Err(key_err(
+                key("kind"),
+                format!("unknown provider kind `{other}` (expected twilio, sns, http or sandbox)"),
+            ));
+        }
+    };
+    Ok(ProviderConfig {
+        name: name.to_string(),
+        max_concurrency,
+        kind,
+    })
+}
+
+/// `hostname-pid-random`: unique per process, so a restarted instance never
+/// inherits the pending entries of its predecessor by name (they are
+/// recovered by XAUTOCLAIM instead, after `dispatch.claim_idle_ms`).
+fn default_consumer_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herald".into());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [redis]
+        url = "redis://127.0.0.1:6379"
+        [queue]
+        partitions = 4
+        [http]
+        listen = "127.0.0.1:8080"
+        public_url = "https://herald.example.com"
+        [control]
+        listen = "127.0.0.1:50051"
+        token = "secret-admin-token"
+        [providers.twilio]
+        kind = "twilio"
+        base_url = "http://127.0.0.1:9090"
+        account_sid = "ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        auth_token = "tok"
+        from = "+15005550006"
+        [routes]
+        default = ["twilio"]
+    "#;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn err_text(text: &str, env: Vec<(String, String)>) -> String {
+        match Config::from_toml_str(text, env) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn contract_keys_alone_make_a_valid_config() {
+        let c = Config::from_toml_str(MINIMAL, no_env()).expect("valid");
+        assert_eq!(c.partitions, 4);
+        assert_eq!(c.dispatch.max_in_flight, 16_384);
+        assert_eq!(c.default_route, vec![0]);
+        assert_eq!(c.http.public_url, "https://herald.example.com");
+        assert!(matches!(c.providers[0].kind, ProviderKind::Twilio(_)));
+        assert_eq!(c.providers[0].max_concurrency, None);
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let env = vec![
+            ("HERALD_REDIS__URL".into(), "redis://127.0.0.1:7000".into()),
+            ("HERALD_QUEUE__PARTITIONS".into(), "16".into()),
+            ("HERALD_DISPATCH__MAX_IN_FLIGHT".into(), "20000".into()),
+            (
+                "HERALD_PROVIDERS__TWILIO__BASE_URL".into(),
+                "http://127.0.0.1:9999".into(),
+            ),
+            ("HERALD_CONTROL__TOKEN".into(), "\"12345\"".into()),
+            ("UNRELATED".into(), "x".into()),
+            ("HERALD_LOG".into(), "debug".into()),
+            ("HERALD_CONTROL_TOKEN".into(), "for-heraldctl".into()),
+        ];
+        let c = Config::from_toml_str(MINIMAL, env).expect("valid");
+        assert_eq!(c.redis_url, "redis://127.0.0.1:7000");
+        assert_eq!(c.partitions, 16);
+        assert_eq!(c.dispatch.max_in_flight, 20_000);
+        assert_eq!(c.control.token, "12345");
+        match &c.providers[0].kind {
+            ProviderKind::Twilio(s) => assert_eq!(s.base_url, "http://127.0.0.1:9999"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn env_can_define_a_whole_provider_and_route() {
+        let env = vec![
+            ("HERALD_PROVIDERS__SB__KIND".into(), "sandbox".into()),
+            ("HERALD_ROUTES__DEFAULT".into(), "[\"sb\"]".into()),
+        ];
+        let c = Config::from_toml_str("", env).expect("valid");
+        assert_eq!(c.providers[c.default_route[0]].name, "sb");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_reason() {
+        type Env = Vec<(String, String)>;
+        let cases: &[(&str, Env, &str)] = &[
+            (
+                "[queue]\npartitions = 0",
+                vec![],
+                "`queue.partitions`: must be between 1 and 1024",
+            ),
+            ("[queue]\nparts = 3", vec![], "unknown field `parts`"),
+            (
+                "[dispatch]\nmax_in_flight = \"lots\"",
+                vec![],
+                "`dispatch.max_in_flight`",
+            ),
+            ("[http]\nlisten = \"nowhere\"", vec![], "`http.listen`"),
+            (
+                "",
+                vec![],
+                "`routes.default`: must list at least one provider",
+            ),
+            (
+                "[routes]\ndefault = [\"nope\"]",
+                vec![],
+                "provider `nope` is not defined",
+            ),
+            (
+                "[providers.t]\nkind = \"twilio\"\n[routes]\ndefault=[\"t\"]",
+                vec![],
+                "`providers.t.account_sid`: is required",
+            ),
+            (
+                "[providers.t]\nkind = \"carrier-pigeon\"\n[routes]\ndefault=[\"t\"]",
+                vec![],
+                "unknown provider kind `carrier-pigeon`",
+            ),
+            (
+                MINIMAL,
+                vec![("HERALD_REDIS__URL".into(), "http://x".into())],
+                "`redis.url`",
+            ),
+            (
+                MINIMAL,
+                vec![("HERALD_QUEUE__PARTITIONS__X".into(), "1".into())],
+                "HERALD_QUEUE__PARTITIONS__X",
+            ),
+            ("not toml [", vec![], "not valid TOML"),
+        ];
+        for (text, env, want) in cases {
+            let got = err_text(text, env.clone());
+            assert!(got.contains(want), "for {text:?}: {got:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn provider_concurrency_is_capped_by_global_bound() {
+        let text = format!("{MINIMAL}\n[dispatch]\nmax_in_flight = 100\n");
+        let text = text.replace(
+            "from = \"+15005550006\"",
+            "from = \"+15005550006\"\nmax_concurrency = 5000",
+        );
+        let c = Config::from_toml_str(&text, no_env()).expect("valid");
+        assert_eq!(c.providers[0].max_concurrency, Some(100));
+    }
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/herald.toml");
+        Config::load(&path, no_env()).expect("config/herald.toml must be valid");
+    }
+}

@@ -1,0 +1,378 @@
+//! Herald's HTTP listener (DESIGN §5): metrics, health, and the message API.
+//!
+//! - `GET /metrics` — Prometheus text, rendered from the global recorder.
+//! - `GET /healthz` — the process is up.
+//! - `GET /readyz` — Redis answers and the instance is not shutting down.
+//! - `POST /v1/messages` — one message or an array, same JSON as the queue;
+//!   bearer API key per tenant; `202` only after the entries are in Redis.
+//! - `GET /v1/messages/{tenant}/{id}` — current state and decision trail.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HttpConfig;
+use crate::keys;
+use crate::model::{self, Limits};
+use crate::queue::Conn;
+
+/// Shared by every request.
+pub struct HttpState {
+    pub cfg: HttpConfig,
+    pub partitions: u16,
+    pub limits: Limits,
+    pub metrics: Option<PrometheusHandle>,
+    pub redis: Conn,
+    /// Set by the health checker.
+    pub redis_up: Arc<AtomicBool>,
+    /// Cancelled when shutdown begins: readiness turns false.
+    pub shutdown: CancellationToken,
+}
+
+type Body = Full<Bytes>;
+
+/// Accept connections until shutdown.
+pub async fn serve(listener: TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
+    loop {
+        let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["metrics"]) => match &state.metrics {
+            Some(h) => text(StatusCode::OK, "text/plain; version=0.0.4", h.render()),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "metrics disabled\n".into(),
+            ),
+        },
+        (&Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, ["readyz"]) => {
+            if state.shutdown.is_cancelled() {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "shutting down\n".into(),
+                )
+            } else if !state.redis_up.load(Ordering::Relaxed) {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "redis unreachable\n".into(),
+                )
+            } else {
+                text(StatusCode::OK, "text/plain", "ready\n".into())
+            }
+        }
+        (&Method::POST, ["v1", "messages"]) => post_messages(state, req).await,
+        (&Method::GET, ["v1", "messages", tenant, id]) => {
+            let (tenant, id) = (decode_segment(tenant), decode_segment(id));
+            get_message(state, &req, &tenant, &id).await
+        }
+        (_, ["metrics" | "healthz" | "readyz"]) | (_, ["v1", "messages", ..]) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed",
+        ),
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+    }
+}
+
+fn decode_segment(s: &str) -> String {
+    // Percent-decoding of a path segment (ids may hold reserved characters).
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
+    r
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut body = serde_json::to_vec(v).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    json_response(status, &json!({"error": code, "message": message}))
+}
+
+/// The tenant whose API key the request carries, compared in constant time.
+fn authenticate<'a>(cfg: &'a HttpConfig, req: &Request<Incoming>) -> Option<&'a str> {
+    let auth = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = auth.strip_prefix("Bearer ")?.trim().as_bytes();
+    let mut found = None;
+    for (tenant, key) in &cfg.api_keys {
+        if constant_time_eq(key.as_bytes(), token) {
+            found = Some(tenant.as_str());
+        }
+    }
+    found
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn post_messages(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
+    let Some(tenant) = authenticate(&state.cfg, &req).map(str::to_string) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a tenant API key is required (Authorization: Bearer <key>, http.api_keys)",
+        );
+    };
+    let body = match Limited::new(req.into_body(), state.cfg.max_request_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body over http.max_request_bytes",
+            );
+        }
+    };
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, "invalid_json", &e.to_string());
+        }
+    };
+    let items = match parsed {
+        Value::Array(items) => items,
+        obj @ Value::Object(_) => vec![obj],
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "expected a JSON object or an array of objects",
+            );
+        }
+    };
+    if items.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "empty", "no messages given");
+    }
+    // Validate everything first with the dispatch path's own decoder: a
+    // request is queued whole or not at all, so a caller never has to work
+    // out which half of a batch went in.
+    let mut encoded = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, mut item) in items.into_iter().enumerate() {
+        if let Value::Object(map) = &mut item {
+            match map.get("tenant") {
+                None => {
+                    map.insert("tenant".into(), Value::String(tenant.clone()));
+                }
+                Some(Value::String(t)) if *t == tenant => {}
+                Some(_) => {
+                    errors.push(json!({"index": i, "reason": "forbidden_tenant",
+                        "detail": format!("this API key may only queue for tenant `{tenant}`")}));
+                    continue;
+                }
+            }
+        }
+        let bytes = match serde_json::to_vec(&item) {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push(json!({"index": i, "reason": "invalid_json", "detail": e.to_string()}));
+                continue;
+            }
+        };
+        match model::decode(&bytes, &state.limits) {
+            Ok(m) => encoded.push((m.id, m.to, bytes)),
+            Err(r) => errors.push(
+                json!({"index": i, "id": r.id, "reason": r.reason.as_str(), "detail": r.detail}),
+            ),
+        }
+    }
+    if !errors.is_empty() {
+        return json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({"error": "invalid_messages", "queued": 0, "errors": errors}),
+        );
+    }
+    let mut pipe = redis::pipe();
+    for (_, to, bytes) in &encoded {
+        let e164 = model::E164::render(*to);
+        let p = keys::partition_for(e164.as_str(), state.partitions);
+        pipe.cmd("XADD")
+            .arg(keys::queue(p))
+            .arg("*")
+            .arg("msg")
+            .arg(&bytes[..]);
+    }
+    let mut conn = state.redis.clone();
+    match pipe.query_async::<Vec<String>>(&mut conn).await {
+        Ok(entries) => {
+            let ids: Vec<&str> = encoded.iter().map(|(id, _, _)| id.as_str()).collect();
+            json_response(
+                StatusCode::ACCEPTED,
+                &json!({"queued": ids.len(), "tenant": tenant, "ids": ids, "entries": entries}),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "queueing over HTTP failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "redis_unavailable",
+                "could not queue the messages; nothing was queued, retry",
+            )
+        }
+    }
+}
+
+async fn get_message(
+    state: &HttpState,
+    req: &Request<Incoming>,
+    tenant: &str,
+    id: &str,
+) -> Response<Body> {
+    match authenticate(&state.cfg, req) {
+        Some(t) if t == tenant => {}
+        _ => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the tenant's API key is required",
+            );
+        }
+    }
+    let mut conn = state.redis.clone();
+    let mut pipe = redis::pipe();
+    pipe.cmd("HGETALL").arg(keys::message(tenant, id));
+    pipe.cmd("LRANGE")
+        .arg(keys::trail(tenant, id))
+        .arg(0)
+        .arg(-1);
+    type StateAndTrail = (Vec<(String, String)>, Vec<String>);
+    let res: redis::RedisResult<StateAndTrail> = pipe.query_async(&mut conn).await;
+    let (fields, trail) = match res {
+        Ok(v) => v,
+        Err(_) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "redis_unavailable",
+                "could not read the message state",
+            );
+        }
+    };
+    if fields.is_empty() && trail.is_empty() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such message (or its record expired)",
+        );
+    }
+    let mut out = serde_json::Map::new();
+    out.insert("tenant".into(), Value::String(tenant.into()));
+    out.insert("id".into(), Value::String(id.into()));
+    for (k, v) in fields {
+        if k == "msg" || k == "part" {
+            continue;
+        }
+        let value = match k.as_str() {
+            "attempt" | "segments" | "ts" | "until" => v
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or(Value::String(v)),
+            _ => Value::String(v),
+        };
+        out.insert(k, value);
+    }
+    let trail: Vec<Value> = trail
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap_or(Value::String(t.clone())))
+        .collect();
+    out.insert("trail".into(), Value::Array(trail));
+    json_response(StatusCode::OK, &Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(decode_segment("a%3Ab"), "a:b");
+        assert_eq!(decode_segment("plain"), "plain");
+        assert_eq!(decode_segment("bad%zz"), "bad%zz");
+        assert_eq!(decode_segment("end%4"), "end%4");
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

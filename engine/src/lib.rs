@@ -1,0 +1,19 @@
+//! Herald: a compliance-aware SMS dispatch engine.
+//!
+//! Upstream systems queue messages in Redis streams (`herald:q:{n}`); Herald
+//! reads them in sharded batches, decides for each whether and when it may be
+//! sent, sends it through a pooled provider connection, and records exactly
+//! one decision per message on `herald:events`. See `DESIGN.md` for the
+//! contracts.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dispatch;
+pub mod http;
+pub mod keys;
+pub mod model;
+pub mod outcome;
+pub mod providers;
+pub mod queue;
+pub mod server;
+pub mod telemetry;

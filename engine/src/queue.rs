@@ -1,0 +1,411 @@
+//! The Redis side of the queue: consumer groups, batched reads, crash
+//! recovery (XAUTOCLAIM) and the per-message claim that makes sends
+//! idempotent across redeliveries.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+/// Every Redis connection Herald holds: multiplexed, and reconnecting after a
+/// Redis restart.
+pub type Conn = ConnectionManager;
+use redis::{RedisResult, Value};
+
+use crate::keys;
+
+/// A stream entry id (`<ms>-<seq>`), kept as two integers: 16 bytes, no
+/// allocation, and the milliseconds give the enqueue time for free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    pub fn parse(s: &[u8]) -> Option<StreamId> {
+        let s = std::str::from_utf8(s).ok()?;
+        let (ms, seq) = s.split_once('-')?;
+        Some(StreamId {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+
+    /// Write `<ms>-<seq>` into a stack buffer.
+    pub fn render(&self) -> StreamIdText {
+        let mut buf = [0u8; 41];
+        let mut a = itoa::Buffer::new();
+        let ms = a.format(self.ms).as_bytes();
+        buf[..ms.len()].copy_from_slice(ms);
+        let mut len = ms.len();
+        buf[len] = b'-';
+        len += 1;
+        let mut b = itoa::Buffer::new();
+        let seq = b.format(self.seq).as_bytes();
+        buf[len..len + seq.len()].copy_from_slice(seq);
+        len += seq.len();
+        StreamIdText { buf, len }
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+pub struct StreamIdText {
+    buf: [u8; 41],
+    len: usize,
+}
+
+impl StreamIdText {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl redis::ToRedisArgs for StreamId {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        out.write_arg(self.render().as_bytes());
+    }
+}
+
+/// One entry read from `herald:q:{partition}`.
+#[derive(Debug)]
+pub struct Entry {
+    pub partition: u16,
+    pub id: StreamId,
+    /// The `msg` field. `Err` holds every field of an entry without `msg`,
+    /// rendered for the dead-letter stream.
+    pub msg: Result<Vec<u8>, String>,
+}
+
+/// Create the consumer group on every partition (from id 0, with MKSTREAM),
+/// tolerating groups that already exist.
+pub async fn ensure_groups(conn: &mut Conn, partitions: u16) -> RedisResult<()> {
+    for p in 0..partitions {
+        let res: RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(keys::queue(p))
+            .arg(keys::GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await;
+        match res {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `XREADGROUP` over a shard's partitions. `streams[i]` is `herald:q:{parts[i]}`.
+pub async fn read_new(
+    conn: &mut Conn,
+    consumer: &str,
+    parts: &[u16],
+    streams: &[String],
+    count: usize,
+    block: Duration,
+) -> RedisResult<Vec<Entry>> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(keys::GROUP)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(block.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(streams);
+    for _ in streams {
+        cmd.arg(">");
+    }
+    let reply: Value = cmd.query_async(conn).await?;
+    let mut out = Vec::with_capacity(count);
+    // Reply: nil, or [[stream, [[id, [f, v, …]], …]], …] (RESP2) /
+    // a map {stream: [[id, [f, v …]], …]} (RESP3).
+    let per_stream: Vec<(Value, Value)> = match reply {
+        Value::Nil => return Ok(out),
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    let entries = kv.pop()?;
+                    let key = kv.pop()?;
+                    Some((key, entries))
+                }
+                _ => None,
+            })
+            .collect(),
+        Value::Map(m) => m,
+        other => {
+            return Err(unexpected("XREADGROUP", &other));
+        }
+    };
+    for (key, entries) in per_stream {
+        let partition = partition_of(&key, parts, streams);
+        if let Value::Array(entries) = entries {
+            parse_entries(partition, entries, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+/// `XAUTOCLAIM` one partition: take over entries idle longer than
+/// `min_idle` (their consumer died). Returns the cursor to continue from
+/// (`0-0` when the scan wrapped) and the entries.
+pub async fn autoclaim(
+    conn: &mut Conn,
+    consumer: &str,
+    partition: u16,
+    min_idle: Duration,
+    start: &str,
+    count: usize,
+) -> RedisResult<(String, Vec<Entry>)> {
+    let reply: Value = redis::cmd("XAUTOCLAIM")
+        .arg(keys::queue(partition))
+        .arg(keys::GROUP)
+        .arg(consumer)
+        .arg(min_idle.as_millis() as u64)
+        .arg(start)
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?;
+    let Value::Array(mut parts) = reply else {
+        return Err(unexpected("XAUTOCLAIM", &reply));
+    };
+    if parts.len() < 2 {
+        return Err(unexpected("XAUTOCLAIM", &Value::Array(parts)));
+    }
+    // [cursor, entries, deleted-ids (Redis ≥ 7)]
+    parts.truncate(2);
+    let entries = parts.pop();
+    let cursor = match parts.pop() {
+        Some(Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Some(Value::SimpleString(s)) => s,
+        _ => "0-0".into(),
+    };
+    let mut out = Vec::new();
+    if let Some(Value::Array(entries)) = entries {
+        parse_entries(partition, entries, &mut out);
+    }
+    Ok((cursor, out))
+}
+
+fn partition_of(key: &Value, parts: &[u16], streams: &[String]) -> u16 {
+    let name: &[u8] = match key {
+        Value::BulkString(b) => b,
+        Value::SimpleString(s) => s.as_bytes(),
+        _ => &[],
+    };
+    streams
+        .iter()
+        .position(|s| s.as_bytes() == name)
+        .map(|i| parts[i])
+        .unwrap_or(0)
+}
+
+fn parse_entries(partition: u16, entries: Vec<Value>, out: &mut Vec<Entry>) {
+    for e in entries {
+        // [id, [field, value, …]]; a deleted entry has a nil field list.
+        let Value::Array(mut pair) = e else { continue };
+        if pair.len() != 2 {
+            continue;
+        }
+        let fields = pair.pop();
+        let id = match pair.pop() {
+            Some(Value::BulkString(b)) => StreamId::parse(&b),
+            Some(Value::SimpleString(s)) => StreamId::parse(s.as_bytes()),
+            _ => None,
+        };
+        let Some(id) = id else { continue };
+        let mut msg = None;
+        let mut others = Vec::new();
+        let fields = match fields {
+            Some(Value::Array(f)) => f,
+            Some(Value::Map(m)) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            _ => Vec::new(),
+        };
+        let mut it = fields.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            let k = bytes_of(k);
+            let v = bytes_of(v);
+            if k == b"msg" && msg.is_none() {
+                msg = Some(v);
+            } else {
+                others.push(format!(
+                    "{}={}",
+                    String::from_utf8_lossy(&k),
+                    String::from_utf8_lossy(&v)
+                ));
+            }
+        }
+        out.push(Entry {
+            partition,
+            id,
+            msg: msg.ok_or_else(|| others.join(" ")),
+        });
+    }
+}
+
+fn bytes_of(v: Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b,
+        Value::SimpleString(s) => s.into_bytes(),
+        Value::Int(i) => i.to_string().into_bytes(),
+        _ => Vec::new(),
+    }
+}
+
+fn unexpected(cmd: &'static str, v: &Value) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected reply",
+        format!("{cmd}: {v:?}"),
+    ))
+}
+
+/// What Herald intends to do with a message it is claiming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Send now: the claim records the attempt before the request leaves.
+    Send,
+    /// Defer or expire: no attempt is recorded.
+    Hold,
+}
+
+/// What the claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// First time (or released from the delayed set): go ahead. `attempt`
+    /// is the attempt number recorded (0 for a hold).
+    Proceed { attempt: u32 },
+    /// Another stream entry already carried this tenant + id.
+    Duplicate,
+    /// This very entry was being sent when its consumer died: the provider
+    /// may or may not have it (DESIGN §4, ambiguous). `attempt` is the new
+    /// attempt number when the intent is to send.
+    Redelivered { attempt: u32 },
+    /// This entry was already decided (sent, rejected…); only the ack was lost.
+    AlreadyDone,
+}
+
+/// The claim, atomic per message. Keys: the message hash. Args: stream entry
+/// id, intent (`send`/`hold`), TTL in ms.
+///
+/// The hash remembers which stream entry first carried this tenant + id
+/// (`entry`) and where that message is (`state`): a different entry is a
+/// duplicate; the same entry again is a redelivery after a crash.
+pub const CLAIM_LUA: &str = r#"
+local h = KEYS[1]
+local cur = redis.call('HMGET', h, 'entry', 'state', 'attempt')
+local attempt = tonumber(cur[3]) or 0
+local send = ARGV[2] == 'send'
+if not cur[1] then
+  if send then attempt = 1 end
+  redis.call('HSET', h, 'entry', ARGV[1], 'state', send and 'sending' or 'holding', 'attempt', attempt)
+  redis.call('PEXPIRE', h, ARGV[3])
+  return {0, attempt}
+end
+if cur[1] ~= ARGV[1] then return {1, attempt} end
+local st = cur[2]
+if st == 'sending' then
+  if send then
+    attempt = attempt + 1
+    redis.call('HSET', h, 'attempt', attempt)
+  end
+  return {2, attempt}
+end
+if st == 'queued' or st == 'holding' then
+  if send then
+    attempt = attempt + 1
+    redis.call('HSET', h, 'state', 'sending', 'attempt', attempt)
+  end
+  return {0, attempt}
+end
+return {3, attempt}
+"#;
+
+/// Move due messages from the delayed set back into their partition. Keys:
+/// delayed set. Args: now (ms), limit, message-hash prefix, queue prefix.
+/// The message hash's `entry` is updated to the new stream entry so the
+/// claim recognises the re-queued entry as the same message, not a duplicate.
+pub const RELEASE_LUA: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, m in ipairs(due) do
+  local k = ARGV[3] .. m
+  local v = redis.call('HMGET', k, 'msg', 'part')
+  redis.call('ZREM', KEYS[1], m)
+  if v[1] and v[2] then
+    local id = redis.call('XADD', ARGV[4] .. v[2] .. '}', '*', 'msg', v[1])
+    redis.call('HSET', k, 'entry', id, 'state', 'queued')
+    redis.call('HDEL', k, 'msg', 'part')
+  end
+end
+return #due
+"#;
+
+/// Parse one claim script reply.
+pub fn parse_claim(v: &Value) -> Option<Claim> {
+    let Value::Array(items) = v else { return None };
+    let code = match items.first()? {
+        Value::Int(i) => *i,
+        _ => return None,
+    };
+    let attempt = match items.get(1) {
+        Some(Value::Int(i)) => u32::try_from(*i).unwrap_or(u32::MAX),
+        _ => 0,
+    };
+    Some(match code {
+        0 => Claim::Proceed { attempt },
+        1 => Claim::Duplicate,
+        2 => Claim::Redelivered { attempt },
+        _ => Claim::AlreadyDone,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_id_round_trip() {
+        let id = StreamId::parse(b"1700000000000-42").expect("valid");
+        assert_eq!(
+            id,
+            StreamId {
+                ms: 1_700_000_000_000,
+                seq: 42
+            }
+        );
+        assert_eq!(id.render().as_bytes(), b"1700000000000-42");
+        let max = StreamId {
+            ms: u64::MAX,
+            seq: u64::MAX,
+        };
+        assert_eq!(StreamId::parse(max.render().as_bytes()), Some(max));
+        assert_eq!(StreamId::parse(b"nope"), None);
+        assert_eq!(StreamId::parse(b"1-"), None);
+    }
+
+    #[test]
+    fn claim_replies() {
+        let r = |c: i64, a: i64| Value::Array(vec![Value::Int(c), Value::Int(a)]);
+        assert_eq!(parse_claim(&r(0, 1)), Some(Claim::Proceed { attempt: 1 }));
+        assert_eq!(parse_claim(&r(1, 1)), Some(Claim::Duplicate));
+        assert_eq!(
+            parse_claim(&r(2, 3)),
+            Some(Claim::Redelivered { attempt: 3 })
+        );
+        assert_eq!(parse_claim(&r(3, 1)), Some(Claim::AlreadyDone));
+        assert_eq!(parse_claim(&Value::Nil), None);
+    }
+}

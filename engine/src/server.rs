@@ -1,0 +1,256 @@
+//! `herald serve`: connect, start every task, run until shutdown, drain.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use redis::aio::ConnectionManagerConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::dispatch::{self, Dispatcher};
+use crate::http::{self, HttpState};
+use crate::keys;
+use crate::providers::Providers;
+use crate::queue::{self, Conn};
+use crate::telemetry::{self, names};
+
+/// Open a reconnecting connection. `response_timeout` must exceed any
+/// blocking read made on it: redis 1.x times out a read after 500 ms unless
+/// told otherwise.
+pub async fn connect(cfg: &Config, response_timeout: Duration) -> anyhow::Result<Conn> {
+    let client = redis::Client::open(cfg.redis_url.as_str())?;
+    let mcfg = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(cfg.redis_connect_timeout))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    let conn = tokio::time::timeout(
+        cfg.redis_connect_timeout + Duration::from_secs(1),
+        redis::aio::ConnectionManager::new_with_config(client, mcfg),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("connecting to Redis at {} timed out", cfg.redis_url))??;
+    Ok(conn)
+}
+
+/// Run Herald until `shutdown` is cancelled, then drain: stop reading, let
+/// in-flight sends finish within `dispatch.shutdown_grace_ms`, record their
+/// outcomes, return. Whatever is unfinished stays pending in Redis for
+/// another instance.
+pub async fn run(
+    cfg: Config,
+    metrics: Option<PrometheusHandle>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    raise_open_file_limit();
+    let providers = Providers::from_config(&cfg)?;
+    let mut admin = connect(&cfg, cfg.redis_response_timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("redis.url {}: {e}", cfg.redis_url))?;
+    queue::ensure_groups(&mut admin, cfg.partitions).await?;
+    // Pipelined claims use EVALSHA: the script must be in Redis's cache.
+    let _: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(queue::CLAIM_LUA)
+        .query_async(&mut admin)
+        .await?;
+
+    let http_listener = TcpListener::bind(cfg.http.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("http.listen {}: {e}", cfg.http.listen))?;
+    tracing::info!(
+        listen = %http_listener.local_addr()?,
+        consumer = %cfg.dispatch.consumer,
+        partitions = cfg.partitions,
+        shards = cfg.dispatch.shards,
+        max_in_flight = cfg.dispatch.max_in_flight,
+        "herald started"
+    );
+
+    // Work (stops on `stop_reading`) and the HTTP listener (stops last, so
+    // /readyz answers 503 while draining).
+    let stop_reading = CancellationToken::new();
+    let d = Arc::new(Dispatcher::new(
+        cfg.clone(),
+        providers,
+        stop_reading.clone(),
+    ));
+    let shards = d.cfg.dispatch.shards.min(usize::from(d.cfg.partitions));
+    let read_timeout = cfg.dispatch.block + cfg.redis_response_timeout;
+    let mut read_conns = Vec::with_capacity(shards);
+    let mut work_conns = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        read_conns.push(connect(&cfg, read_timeout).await?);
+        work_conns.push(connect(&cfg, cfg.redis_response_timeout).await?);
+    }
+    let workers = dispatch::spawn_shards(&d, read_conns, work_conns);
+    let mover = tokio::spawn(dispatch::run_delayed_mover(Arc::clone(&d), admin.clone()));
+
+    let redis_up = Arc::new(AtomicBool::new(true));
+    let http_stop = CancellationToken::new();
+    let health = tokio::spawn(health_checker(
+        admin.clone(),
+        Arc::clone(&redis_up),
+        http_stop.clone(),
+    ));
+    let lag = tokio::spawn(lag_poller(
+        admin.clone(),
+        cfg.partitions,
+        cfg.lag_poll,
+        Arc::clone(&d),
+        http_stop.clone(),
+    ));
+    // `shutdown` (the caller's) flips readiness; `http_stop` ends the
+    // listener after the drain, so /readyz answers 503 meanwhile.
+    let http_state = Arc::new(HttpState {
+        cfg: cfg.http.clone(),
+        partitions: cfg.partitions,
+        limits: d.limits,
+        metrics,
+        redis: admin.clone(),
+        redis_up,
+        shutdown: shutdown.clone(),
+    });
+    let http_task = tokio::spawn(http::serve(http_listener, http_state, http_stop.clone()));
+
+    shutdown.cancelled().await;
+    tracing::info!(
+        in_flight = d.in_flight(),
+        "shutdown: no longer reading; draining in-flight sends"
+    );
+    stop_reading.cancel();
+    let drained = tokio::time::timeout(cfg.dispatch.shutdown_grace, async {
+        for w in workers {
+            let _ = w.await;
+        }
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!("drained: every in-flight message recorded"),
+        Err(_) => tracing::warn!(
+            in_flight = d.in_flight(),
+            "shutdown grace elapsed; unfinished messages stay pending for another instance"
+        ),
+    }
+    let _ = mover.await;
+    http_stop.cancel();
+    let _ = health.await;
+    let _ = lag.await;
+    let _ = http_task.await;
+    Ok(())
+}
+
+/// Raise this process's open-file soft limit to its hard limit: 10k+
+/// concurrent provider connections need 10k+ descriptors (nginx does the same).
+pub fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+}
+
+async fn health_checker(mut conn: Conn, up: Arc<AtomicBool>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ok = matches!(
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                redis::cmd("PING").query_async::<String>(&mut conn)
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        if up.swap(ok, Ordering::Relaxed) != ok {
+            if ok {
+                tracing::info!("redis reachable again");
+            } else {
+                tracing::warn!("redis unreachable: /readyz answers 503");
+            }
+        }
+        metrics::gauge!(names::REDIS_UP).set(if ok { 1.0 } else { 0.0 });
+    }
+}
+
+/// Consumer lag and pending per partition, and the delayed set's size.
+async fn lag_poller(
+    mut conn: Conn,
+    partitions: u16,
+    every: Duration,
+    d: Arc<Dispatcher>,
+    stop: CancellationToken,
+) {
+    let labels: Vec<String> = (0..partitions).map(|p| p.to_string()).collect();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        telemetry::in_flight(d.in_flight());
+        let mut pipe = redis::pipe();
+        for p in 0..partitions {
+            pipe.cmd("XINFO").arg("GROUPS").arg(keys::queue(p));
+        }
+        pipe.cmd("ZCARD").arg(keys::DELAYED);
+        let Ok(mut replies) = pipe.query_async::<Vec<redis::Value>>(&mut conn).await else {
+            continue;
+        };
+        if let Some(redis::Value::Int(n)) = replies.pop() {
+            metrics::gauge!(names::DELAYED).set(n as f64);
+        }
+        for (p, reply) in replies.into_iter().enumerate() {
+            if let Some((lag, pending)) = group_lag(reply) {
+                metrics::gauge!(names::QUEUE_LAG, "partition" => labels[p].clone()).set(lag as f64);
+                metrics::gauge!(names::QUEUE_PENDING, "partition" => labels[p].clone())
+                    .set(pending as f64);
+            }
+        }
+    }
+}
+
+/// `lag` and `pending` of group `herald` in an XINFO GROUPS reply.
+fn group_lag(reply: redis::Value) -> Option<(i64, i64)> {
+    let redis::Value::Array(groups) = reply else {
+        return None;
+    };
+    for g in groups {
+        let pairs: Vec<(redis::Value, redis::Value)> = match g {
+            redis::Value::Map(m) => m,
+            redis::Value::Array(a) => {
+                let mut it = a.into_iter();
+                let mut v = Vec::new();
+                while let (Some(k), Some(val)) = (it.next(), it.next()) {
+                    v.push((k, val));
+                }
+                v
+            }
+            _ => continue,
+        };
+        let mut name = None;
+        let (mut lag, mut pending) = (0, 0);
+        for (k, v) in pairs {
+            let key = match &k {
+                redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                redis::Value::SimpleString(s) => s.clone(),
+                _ => continue,
+            };
+            match (key.as_str(), v) {
+                ("name", redis::Value::BulkString(b)) => name = Some(b),
+                ("lag", redis::Value::Int(n)) => lag = n,
+                ("pending", redis::Value::Int(n)) => pending = n,
+                _ => {}
+            }
+        }
+        if name.as_deref() == Some(keys::GROUP.as_bytes()) {
+            return Some((lag, pending));
+        }
+    }
+    None
+}

@@ -1,0 +1,110 @@
+//! Metrics and logs. Metric names live in [`names`]; each observable outcome
+//! is recorded through one function here so a log line and its counters never
+//! drift apart.
+
+pub mod names;
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+/// Install the Prometheus recorder (rendered by Herald's own HTTP listener).
+pub fn install_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(names::PROVIDER_LATENCY.into()),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(names::ENQUEUE_TO_SEND.into()),
+            &[
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ],
+        )?;
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .map_err(|e| anyhow::anyhow!("metrics recorder already installed: {e}"))?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(names::MESSAGES, "Messages by outcome status and reason");
+    describe_counter!(
+        names::ENTRIES_READ,
+        "Queue entries read (new and reclaimed)"
+    );
+    describe_counter!(
+        names::AMBIGUOUS,
+        "Redelivered messages whose earlier send may have reached the provider, by policy"
+    );
+    describe_counter!(names::REDIS_ERRORS, "Redis command failures by operation");
+    describe_histogram!(
+        names::PROVIDER_LATENCY,
+        Unit::Seconds,
+        "Provider request latency by provider and result"
+    );
+    describe_histogram!(
+        names::ENQUEUE_TO_SEND,
+        Unit::Seconds,
+        "From the queue entry's id timestamp to the provider's answer"
+    );
+    describe_gauge!(
+        names::IN_FLIGHT,
+        "Messages being processed (bounded by dispatch.max_in_flight)"
+    );
+    describe_gauge!(
+        names::QUEUE_LAG,
+        "Entries in a partition not yet read by the group"
+    );
+    describe_gauge!(
+        names::QUEUE_PENDING,
+        "Entries read but not yet acknowledged"
+    );
+    describe_gauge!(names::DELAYED, "Messages in the delayed set");
+    describe_gauge!(
+        names::REDIS_UP,
+        "1 when Redis answered the last health ping"
+    );
+}
+
+/// A message reached a status (sent, rejected, …).
+#[inline]
+pub fn message_outcome(status: &'static str, reason: &'static str) {
+    counter!(names::MESSAGES, "status" => status, "reason" => reason).increment(1);
+}
+
+#[inline]
+pub fn provider_latency(provider: &str, result: &'static str, elapsed: Duration) {
+    histogram!(names::PROVIDER_LATENCY, "provider" => provider.to_string(), "result" => result)
+        .record(elapsed.as_secs_f64());
+}
+
+#[inline]
+pub fn enqueue_to_send(seconds: f64) {
+    histogram!(names::ENQUEUE_TO_SEND).record(seconds);
+}
+
+#[inline]
+pub fn in_flight(n: usize) {
+    gauge!(names::IN_FLIGHT).set(n as f64);
+}
+
+#[inline]
+pub fn entries_read(kind: &'static str, n: usize) {
+    counter!(names::ENTRIES_READ, "kind" => kind).increment(n as u64);
+}
+
+#[inline]
+pub fn ambiguous(policy: &'static str) {
+    counter!(names::AMBIGUOUS, "policy" => policy).increment(1);
+}
+
+#[inline]
+pub fn redis_error(op: &'static str) {
+    counter!(names::REDIS_ERRORS, "op" => op).increment(1);
+}

@@ -1,0 +1,13 @@
+//! Every metric name Herald exports, in one place.
+
+pub const MESSAGES: &str = "herald_messages_total";
+pub const ENTRIES_READ: &str = "herald_queue_entries_read_total";
+pub const AMBIGUOUS: &str = "herald_ambiguous_sends_total";
+pub const REDIS_ERRORS: &str = "herald_redis_errors_total";
+pub const PROVIDER_LATENCY: &str = "herald_provider_request_seconds";
+pub const ENQUEUE_TO_SEND: &str = "herald_enqueue_to_send_seconds";
+pub const IN_FLIGHT: &str = "herald_in_flight";
+pub const QUEUE_LAG: &str = "herald_queue_lag";
+pub const QUEUE_PENDING: &str = "herald_queue_pending";
+pub const DELAYED: &str = "herald_delayed_messages";
+pub const REDIS_UP: &str = "herald_redis_up";

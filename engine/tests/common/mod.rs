@@ -1,0 +1,328 @@
+//! Test harness: a real `redis-server` on a free port (killable and
+//! restartable on the same port), the Twilio-speaking mock provider, and
+//! Herald itself, in-process or as the real binary.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use herald_engine::config::Config;
+use herald_loadtest::mock::{MockProvider, MockSettings};
+use redis::aio::MultiplexedConnection;
+use tokio_util::sync::CancellationToken;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `redis-server` child process, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    /// With persistence (AOF, fsync always) a restart keeps the data.
+    dir: Option<PathBuf>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// A server whose data survives `restart` (append-only file).
+    pub fn start_persistent() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> RedisServer {
+        let port = free_port();
+        let dir = persistent.then(|| {
+            let d =
+                std::env::temp_dir().join(format!("herald-redis-{port}-{}", std::process::id()));
+            std::fs::create_dir_all(&d).expect("temp dir");
+            d
+        });
+        let mut s = RedisServer {
+            port,
+            child: None,
+            dir,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(redis_server_binary());
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--protected-mode", "no", "--loglevel", "warning"]);
+        match &self.dir {
+            Some(d) => {
+                cmd.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                    .arg(d);
+            }
+            None => {
+                cmd.args(["--appendonly", "no"]);
+            }
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (see README: scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(client) = redis::Client::open(self.url())
+                && let Ok(mut c) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `kill -9` the server.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub async fn conn(&self) -> MultiplexedConnection {
+        let client = redis::Client::open(self.url()).expect("url");
+        let cfg =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
+        client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+            .expect("redis connection")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn redis_server_binary() -> String {
+    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
+
+pub async fn mock(latency_ms: u64, error_rate: f64) -> MockProvider {
+    MockProvider::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        MockSettings {
+            latency: Duration::from_millis(latency_ms),
+            error_rate,
+            record: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("mock provider")
+}
+
+/// A config pointing at `redis` and `mock`, with fast recovery settings;
+/// `extra` is TOML appended (sections may not repeat those below).
+pub fn config_text(redis: &RedisServer, mock_url: &str, http_port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[redis]
+url = "{redis}"
+[queue]
+partitions = 4
+[http]
+listen = "127.0.0.1:{http_port}"
+[http.api_keys]
+acme = "acme-key-0123456789abcdef"
+[providers.twilio]
+kind = "twilio"
+base_url = "{mock_url}"
+account_sid = "ACmock0000000000000000000000000000"
+auth_token = "mock-token"
+from = "+15005550006"
+[routes]
+default = ["twilio"]
+{extra}
+"#,
+        redis = redis.url()
+    )
+}
+
+/// Dispatch settings that make recovery quick in tests.
+pub const FAST_DISPATCH: &str = r#"
+[dispatch]
+block_ms = 100
+claim_idle_ms = 1000
+claim_interval_ms = 200
+delayed_poll_ms = 50
+retry_base_ms = 50
+retry_max_ms = 200
+shutdown_grace_ms = 5000
+"#;
+
+/// Herald running in this process.
+pub struct Herald {
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub http: SocketAddr,
+}
+
+impl Herald {
+    pub async fn start(cfg_text: &str) -> Herald {
+        Self::start_env(cfg_text, Vec::new()).await
+    }
+
+    pub async fn start_env(cfg_text: &str, env: Vec<(String, String)>) -> Herald {
+        let cfg = Config::from_toml_str(cfg_text, env).expect("valid test config");
+        let http = cfg.http.listen;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(herald_engine::server::run(cfg, None, shutdown.clone()));
+        // Ready when the HTTP listener answers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(http).await.is_err() {
+            assert!(Instant::now() < deadline, "herald did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Herald {
+            shutdown,
+            task,
+            http,
+        }
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.expect("herald task panicked")
+    }
+}
+
+/// Queue raw `msg` values, partition by index.
+pub async fn xadd_raw(conn: &mut MultiplexedConnection, partitions: u16, msgs: &[Vec<u8>]) {
+    let mut pipe = redis::pipe();
+    for (i, m) in msgs.iter().enumerate() {
+        pipe.cmd("XADD")
+            .arg(format!("herald:q:{{{}}}", i as u16 % partitions))
+            .arg("*")
+            .arg("msg")
+            .arg(&m[..]);
+    }
+    let _: Vec<String> = pipe.query_async(conn).await.expect("xadd");
+}
+
+pub fn msg_json(id: &str, to: &str, body: &str) -> Vec<u8> {
+    serde_json::json!({"id": id, "tenant": "acme", "to": to, "body": body})
+        .to_string()
+        .into_bytes()
+}
+
+/// Every event on herald:events, as field maps.
+pub async fn events(conn: &mut MultiplexedConnection) -> Vec<HashMap<String, String>> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("herald:events")
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .expect("xrange");
+    reply
+        .ids
+        .into_iter()
+        .map(|e| {
+            e.map
+                .into_iter()
+                .map(|(k, v)| (k, redis::from_redis_value::<String>(v).unwrap_or_default()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Wait until `pred` holds over the events, or panic with what was seen.
+pub async fn wait_events<F>(
+    conn: &mut MultiplexedConnection,
+    what: &str,
+    timeout: Duration,
+    pred: F,
+) -> Vec<HashMap<String, String>>
+where
+    F: Fn(&[HashMap<String, String>]) -> bool,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ev = events(conn).await;
+        if pred(&ev) {
+            return ev;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {what}; {} events: {:?}",
+                ev.len(),
+                ev.iter().rev().take(5).collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn count_status(ev: &[HashMap<String, String>], status: &str) -> usize {
+    ev.iter()
+        .filter(|e| e.get("status").map(String::as_str) == Some(status))
+        .count()
+}
+
+/// Entries read but not acknowledged, over all partitions.
+pub async fn pending_total(conn: &mut MultiplexedConnection, partitions: u16) -> u64 {
+    let mut total = 0;
+    for p in 0..partitions {
+        let v: redis::Value = redis::cmd("XPENDING")
+            .arg(format!("herald:q:{{{p}}}"))
+            .arg("herald")
+            .query_async(conn)
+            .await
+            .expect("xpending");
+        if let redis::Value::Array(items) = v
+            && let Some(redis::Value::Int(n)) = items.first()
+        {
+            total += *n as u64;
+        }
+    }
+    total
+}
+
+/// Phone numbers the `phonenumber` crate accepts as valid US numbers.
+pub fn number(i: usize) -> String {
+    format!("+1415{:07}", 2_000_000 + (i % 7_000_000))
+}

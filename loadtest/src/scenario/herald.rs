@@ -1,0 +1,94 @@
+//! Running Herald as a child process for the length of a run.
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::process::{Child, Command};
+
+use super::config::HeraldSection;
+
+/// How long Herald gets to drain and exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// A spawned Herald. Dropping it kills the process (a run that fails half
+/// way must not leave a daemon behind); [`HeraldProcess::stop`] ends it
+/// gracefully.
+pub struct HeraldProcess {
+    child: Child,
+    log: String,
+}
+
+impl HeraldProcess {
+    /// Spawns `section.command` with this process's environment, plus
+    /// `defaults` where neither this environment nor `section.env` sets the
+    /// variable, plus `section.env`. stdout and stderr go to `section.log`.
+    pub fn spawn(section: &HeraldSection, defaults: &[(&str, String)]) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(&section.log)
+            .with_context(|| format!("herald.log: creating {}", section.log))?;
+        let log_err = log
+            .try_clone()
+            .context("herald.log: duplicating the log handle")?;
+        let mut command = Command::new(&section.command);
+        command
+            .args(&section.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true);
+        for (key, value) in defaults {
+            if std::env::var_os(key).is_none() && !section.env.contains_key(*key) {
+                command.env(key, value);
+            }
+        }
+        command.envs(&section.env);
+        let child = command.spawn().with_context(|| {
+            format!(
+                "herald.command: starting {} {}",
+                section.command,
+                section.args.join(" ")
+            )
+        })?;
+        tracing::info!(pid = child.id(), log = %section.log, "herald started");
+        Ok(Self {
+            child,
+            log: section.log.clone(),
+        })
+    }
+
+    /// Waits until Herald exits on its own; describes how it ended.
+    pub async fn exited(&mut self) -> String {
+        match self.child.wait().await {
+            Ok(status) => format!("{status}; log {}", self.log),
+            Err(e) => format!("waiting for it failed: {e}; log {}", self.log),
+        }
+    }
+
+    /// Sends SIGTERM, waits up to 30 s for a graceful exit, then kills.
+    /// Returns how it ended.
+    pub async fn stop(mut self) -> String {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return format!("{status}; log {}", self.log);
+        }
+        if let Some(pid) = self.child.id() {
+            // No signal API without unsafe or an extra crate; kill(1) is on
+            // every system this runs on.
+            let sent = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await
+                .is_ok_and(|s| s.success());
+            if sent
+                && let Ok(Ok(status)) = tokio::time::timeout(STOP_GRACE, self.child.wait()).await
+            {
+                return format!("{status} after SIGTERM; log {}", self.log);
+            }
+        }
+        let _ = self.child.kill().await;
+        format!(
+            "killed (did not exit within {}s of SIGTERM); log {}",
+            STOP_GRACE.as_secs(),
+            self.log
+        )
+    }
+}

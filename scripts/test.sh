@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run Herald's test suite: installs redis-server when missing (tests start
+# their own on free ports), then runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_redis_server
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+  # nextest does not run doctests.
+  cargo test --workspace --doc --quiet
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
