@@ -15,6 +15,7 @@ mkdir -p "$run"
 redis_port=$(free_port); mock_port=$(free_port); http_port=$(free_port); grpc_port=$(free_port)
 pids=()
 cleanup() {
+  trap - EXIT INT TERM
   echo; echo "==> stopping"
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true

@@ -349,10 +349,36 @@ async fn get_message(
         };
         out.insert(k, value);
     }
-    let trail: Vec<Value> = trail
+    let mut trail: Vec<Value> = trail
         .iter()
         .map(|t| serde_json::from_str(t).unwrap_or(Value::String(t.clone())))
         .collect();
+    // The latest decision lives in the hash; the list holds the steps before
+    // it (a first-try `sent` writes no list entry). Show it as the last step.
+    let state = out.get("state").and_then(Value::as_str).unwrap_or("");
+    let decided = !matches!(state, "" | "sending" | "holding" | "queued");
+    let last = trail.last();
+    let already_last = last.and_then(|t| t.get("status")).and_then(Value::as_str) == Some(state)
+        && last.and_then(|t| t.get("ts")) == out.get("ts");
+    if decided && !already_last {
+        let mut step = serde_json::Map::new();
+        for k in [
+            "ts",
+            "status",
+            "reason",
+            "provider",
+            "provider_id",
+            "attempt",
+            "segments",
+            "until",
+        ] {
+            let src = if k == "status" { "state" } else { k };
+            if let Some(v) = out.get(src) {
+                step.insert(k.into(), v.clone());
+            }
+        }
+        trail.push(Value::Object(step));
+    }
     out.insert("trail".into(), Value::Array(trail));
     json_response(StatusCode::OK, &Value::Object(out))
 }

@@ -527,7 +527,8 @@ fn shipped(name: &str) -> Scenario {
 fn shipped_scenarios_load() {
     let smoke = shipped("smoke.toml");
     assert_eq!((smoke.load.messages, smoke.load.rate), (2000, 1000));
-    assert_eq!(smoke.mock.unwrap().port, 9090);
+    // scripts/demo.sh starts the mock and herald itself.
+    assert!(smoke.mock.is_none());
     assert!(smoke.herald.is_none());
 
     let throughput = shipped("throughput.toml");
