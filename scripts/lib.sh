@@ -19,7 +19,8 @@ ensure_redis_server() {
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 30000 ))
+    # Below the ephemeral range (32768+), where outbound sockets live.
+    p=$(( 10000 + RANDOM % 22000 ))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0

@@ -119,6 +119,9 @@ struct Seen {
 #[derive(Clone, Copy)]
 enum Answer {
     Sent,
+    /// `sent` stamped this many ms after the entry's queue time (the ms
+    /// part of its stream entry id), as a slow provider would make it.
+    SentAfter(u64),
     DeferredThenSent,
     SentTwice,
     Rejected,
@@ -172,6 +175,15 @@ async fn fake_herald(
                 let msg: serde_json::Value = serde_json::from_str(&fields[0].1).unwrap();
                 let id = msg["id"].as_str().unwrap().to_owned();
                 let index: u64 = id.rsplit('-').next().unwrap().parse().unwrap();
+                let answer = answer(index);
+                let ts = match answer {
+                    Answer::SentAfter(delay) => {
+                        let queued_ms: u64 =
+                            ids[partition].split('-').next().unwrap().parse().unwrap();
+                        queued_ms + delay
+                    }
+                    _ => now_ms(),
+                };
                 let event = |status: &str, reason: Option<&str>| {
                     let mut cmd = redis::cmd("XADD");
                     cmd.arg(EVENTS_STREAM).arg("*").arg("id").arg(&id);
@@ -180,11 +192,11 @@ async fn fake_herald(
                     if let Some(reason) = reason {
                         cmd.arg("reason").arg(reason);
                     }
-                    cmd.arg("ts").arg(now_ms());
+                    cmd.arg("ts").arg(ts);
                     cmd
                 };
-                match answer(index) {
-                    Answer::Sent => {
+                match answer {
+                    Answer::Sent | Answer::SentAfter(_) => {
                         pipe.add_command(event("sent", None));
                     }
                     Answer::DeferredThenSent => {
@@ -303,6 +315,33 @@ async fn counts_every_decision_of_a_run() {
         assert_eq!(to, expected_to);
     }
     assert_eq!(indexes.len(), 300);
+}
+
+/// Latency is enqueue → decision `ts`. Decisions stamped 0.7 s and 4 s
+/// after their entries were queued must read as that, whatever the
+/// histogram's starting range (it once clamped everything past 2047 ms to
+/// 2 ms, so a run where every send took a second reported p50 2).
+#[tokio::test]
+async fn latency_is_enqueue_to_decision_ts() {
+    let redis = RedisServer::start();
+    let s = scenario(&redis, 200, 4);
+    // 60 % at +700 ms, 40 % at +4000 ms.
+    let delay = |i: u64| if i % 10 < 6 { 700 } else { 4000 };
+    let fake = tokio::spawn(fake_herald(redis.conn().await, 4, 200, move |i| {
+        Answer::SentAfter(delay(i))
+    }));
+    let report = run_quietly(s).await.unwrap();
+    fake.await.unwrap();
+    assert_eq!((report.decided, report.missing), (200, 0));
+    let l = report.latency_ms.unwrap();
+    assert_eq!(l.count, 200);
+    // Queue time (the entry id) is at or after the runner's enqueue stamp,
+    // so each latency is its delay plus the pipeline's round trip.
+    let slack = 2000;
+    assert!((700..700 + slack).contains(&l.p50), "p50: {l:?}");
+    assert!((4000..4000 + slack).contains(&l.p90), "p90: {l:?}");
+    assert!((4000..4000 + slack).contains(&l.p99), "p99: {l:?}");
+    assert!((4000..4000 + slack).contains(&l.max), "max: {l:?}");
 }
 
 #[tokio::test]

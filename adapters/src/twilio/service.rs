@@ -55,6 +55,10 @@ pub(super) fn build_client(
         .pool_max_idle_per_host(pool_max_idle_per_host)
         .pool_idle_timeout(pool_idle_timeout)
         .pool_timer(TokioTimer::new())
+        // Twilio's answers are ~1 KB; hyper's adaptive read buffer starts at
+        // 8 KiB per connection. At 10k+ pooled connections that buffer is
+        // most of the daemon's memory, so read in fixed 4 KiB chunks.
+        .http1_read_buf_exact_size(4096)
         // A request that a *reused* connection gave back unwritten (the server
         // closed it while idle) is re-sent by hyper-util on another
         // connection: safe, the bytes never left.

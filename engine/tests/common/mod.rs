@@ -52,11 +52,26 @@ impl RedisServer {
             child: None,
             dir,
         };
-        s.spawn();
-        s
+        // A port found free can be taken before redis binds it (outbound
+        // sockets share the ephemeral range): try another.
+        for _ in 0..5 {
+            if s.try_spawn() {
+                return s;
+            }
+            s.port = free_port();
+        }
+        panic!("redis-server did not start (5 ports tried)");
     }
 
     fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+
+    fn try_spawn(&mut self) -> bool {
         let mut cmd = Command::new(redis_server_binary());
         cmd.args([
             "--port",
@@ -88,13 +103,16 @@ impl RedisServer {
                 && let Ok(mut c) = client.get_connection()
                 && redis::cmd("PING").query::<String>(&mut c).is_ok()
             {
-                return;
+                return true;
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {}",
-                self.port
-            );
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited || Instant::now() > deadline {
+                self.kill();
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

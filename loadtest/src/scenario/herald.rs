@@ -70,6 +70,7 @@ impl HeraldProcess {
             return format!("{status}; log {}", self.log);
         }
         if let Some(pid) = self.child.id() {
+            let peak = peak_rss(pid);
             // No signal API without unsafe or an extra crate; kill(1) is on
             // every system this runs on.
             let sent = Command::new("kill")
@@ -81,7 +82,7 @@ impl HeraldProcess {
             if sent
                 && let Ok(Ok(status)) = tokio::time::timeout(STOP_GRACE, self.child.wait()).await
             {
-                return format!("{status} after SIGTERM; log {}", self.log);
+                return format!("{status} after SIGTERM; {peak}; log {}", self.log);
             }
         }
         let _ = self.child.kill().await;
@@ -91,4 +92,21 @@ impl HeraldProcess {
             self.log
         )
     }
+}
+
+/// Herald's peak resident memory (Linux `VmHWM`), read just before it is
+/// stopped: the figure the concurrency scenario is judged by.
+fn peak_rss(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or_else(
+            || "peak RSS unknown".to_string(),
+            |kb| format!("peak RSS {} MiB", kb / 1024),
+        )
 }

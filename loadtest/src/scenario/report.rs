@@ -77,6 +77,20 @@ pub struct LatencySummary {
     pub max: u64,
 }
 
+/// Records one latency (ms) into `hist`, growing the histogram to fit it.
+///
+/// Not `saturating_record`: that never resizes, even with auto-resize on,
+/// and `Histogram::new` starts with a trackable range of 1..=2 (its bucket
+/// array happens to reach 2047). Every latency above 2047 ms was clamped to
+/// 2 ms, which made a slow run report p50 2 ms. `record` resizes; it can
+/// only fail for a value beyond what any histogram represents (over
+/// `u64::MAX / 2` ms), which is then clamped to the largest tracked value.
+fn record_latency(hist: &mut Histogram<u64>, ms: u64) {
+    if hist.record(ms).is_err() {
+        hist.saturating_record(ms);
+    }
+}
+
 impl Report {
     /// Builds the report from what the fill and the follower recorded.
     pub(super) fn build(
@@ -110,7 +124,7 @@ impl Report {
                 let ts = outcomes.decided_at_ms[i];
                 // Clocks are the same machine's, but a decision stamped in
                 // the same millisecond as the enqueue must not underflow.
-                hist.saturating_record(ts.saturating_sub(enqueued));
+                record_latency(&mut hist, ts.saturating_sub(enqueued));
                 first_decision = first_decision.min(ts);
                 last_decision = last_decision.max(ts);
             } else {
@@ -299,5 +313,55 @@ impl fmt::Display for Report {
             writeln!(f, "herald            exited{when}: {exit}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Latencies well past the histogram's initial 0..=2047 ms range must
+    /// be reported as they are, not clamped.
+    #[test]
+    fn long_latencies_are_not_clamped() {
+        let latencies: Vec<u64> = (0..1000).map(|i| 1000 + i * 4).collect(); // 1000..=4996
+        let enqueued_at_ms = vec![1_000_000u64; latencies.len()];
+        let outcomes = Outcomes {
+            decision: vec![Some(Status::Sent); latencies.len()],
+            decided_at_ms: latencies.iter().map(|l| 1_000_000 + l).collect(),
+            decided: latencies.len() as u64,
+            ..Outcomes::default()
+        };
+        let fill = FillStats {
+            first_enqueue_ms: 1_000_000,
+            elapsed: Duration::from_millis(10),
+        };
+        let report = Report::build(
+            "t".to_owned(),
+            "run".to_owned(),
+            "lt-run-",
+            fill,
+            &enqueued_at_ms,
+            &outcomes,
+        );
+        let l = report.latency_ms.unwrap();
+        assert_eq!(l.count, 1000);
+        // 3 significant figures: within 0.1 % (plus one bucket) of exact.
+        let near = |got: u64, want: u64| got.abs_diff(want) <= want / 500 + 1;
+        assert!(near(l.p50, 2996), "{l:?}");
+        assert!(near(l.p90, 4596), "{l:?}");
+        assert!(near(l.p99, 4956), "{l:?}");
+        assert!(near(l.max, 4996), "{l:?}");
+    }
+
+    #[test]
+    fn same_millisecond_and_huge_latencies_are_recorded() {
+        let mut hist = Histogram::<u64>::new(3).unwrap();
+        record_latency(&mut hist, 0);
+        record_latency(&mut hist, 86_400_000);
+        record_latency(&mut hist, u64::MAX);
+        assert_eq!(hist.len(), 3);
+        assert_eq!(hist.min(), 0);
+        assert!(hist.max() >= 86_400_000);
     }
 }
