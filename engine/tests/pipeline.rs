@@ -742,3 +742,85 @@ async fn http_request(
         .unwrap_or_default();
     (status, body)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_outcomes_latency_in_flight_and_lag() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let port = free_port();
+    let extra = format!("{FAST_DISPATCH}\n[telemetry]\nlag_poll_ms = 100\n");
+    let herald =
+        Herald::start_with_metrics(&config_text(&redis, &mock.base_url(), port, &extra)).await;
+    let mut conn = redis.conn().await;
+    xadd_raw(
+        &mut conn,
+        4,
+        &[msg_json("p1", &number(1), "x"), b"garbage".to_vec()],
+    )
+    .await;
+    wait_events(&mut conn, "2 decisions", T, |ev| ev.len() == 2).await;
+    let want = [
+        r#"herald_messages_total{status="sent",reason=""} 1"#,
+        r#"herald_messages_total{status="rejected",reason="invalid_json"} 1"#,
+        "herald_provider_request_seconds_bucket{provider=\"twilio\",result=\"ok\"",
+        "herald_enqueue_to_send_seconds_count 1",
+        "herald_in_flight",
+        "herald_queue_lag{partition=\"0\"}",
+        "herald_queue_pending{partition=\"3\"}",
+        "herald_redis_up 1",
+    ];
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let (status, body) = http_get(port, "/metrics").await;
+        assert_eq!(status, 200);
+        let missing: Vec<&&str> = want.iter().filter(|w| !body.contains(**w)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing {missing:?} in:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    herald.stop().await.unwrap();
+}
+
+/// DESIGN §5: a config with only the contract keys must start and send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_of_only_the_contract_keys_starts_and_sends() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let text = format!(
+        r#"
+[redis]
+url = "{}"
+[queue]
+partitions = 2
+[http]
+listen = "127.0.0.1:{}"
+public_url = "https://herald.example.com"
+[control]
+listen = "127.0.0.1:{}"
+token = "admin-token"
+[providers.twilio]
+kind = "twilio"
+base_url = "{}"
+account_sid = "ACmock0000000000000000000000000000"
+auth_token = "mock-token"
+from = "+15005550006"
+[routes]
+default = ["twilio"]
+"#,
+        redis.url(),
+        free_port(),
+        free_port(),
+        mock.base_url()
+    );
+    let herald = Herald::start(&text).await;
+    let mut conn = redis.conn().await;
+    xadd_raw(&mut conn, 2, &[msg_json("c1", &number(1), "contract")]).await;
+    wait_events(&mut conn, "sent", T, |ev| count_status(ev, "sent") == 1).await;
+    assert_eq!(mock.recorded()[0].body, "contract");
+    herald.stop().await.unwrap();
+}

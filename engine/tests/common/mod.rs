@@ -225,10 +225,24 @@ impl Herald {
     }
 
     pub async fn start_env(cfg_text: &str, env: Vec<(String, String)>) -> Herald {
+        Self::start_full(cfg_text, env, None).await
+    }
+
+    /// With the Prometheus recorder installed (once per test process).
+    pub async fn start_with_metrics(cfg_text: &str) -> Herald {
+        let handle = herald_engine::telemetry::install_recorder().expect("recorder");
+        Self::start_full(cfg_text, Vec::new(), Some(handle)).await
+    }
+
+    async fn start_full(
+        cfg_text: &str,
+        env: Vec<(String, String)>,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Herald {
         let cfg = Config::from_toml_str(cfg_text, env).expect("valid test config");
         let http = cfg.http.listen;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(herald_engine::server::run(cfg, None, shutdown.clone()));
+        let task = tokio::spawn(herald_engine::server::run(cfg, metrics, shutdown.clone()));
         // Ready when the HTTP listener answers.
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(http).await.is_err() {
