@@ -645,3 +645,50 @@ async fn gateway_error_page_is_transient() {
         "{result:?}"
     );
 }
+
+/// `http2 = true` speaks h2c to an http:// base URL: concurrent sends are
+/// streams on one connection instead of one connection each.
+#[tokio::test]
+async fn http2_multiplexes_concurrent_sends_on_one_connection() {
+    let mock = mock(MockSettings {
+        latency: Duration::from_millis(100),
+        record: true,
+        ..Default::default()
+    })
+    .await;
+    let twilio = Arc::new(
+        TwilioProvider::new(TwilioSettings {
+            http2: true,
+            ..settings(mock.base_url())
+        })
+        .expect("valid settings"),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let twilio = Arc::clone(&twilio);
+        tasks.push(tokio::spawn(async move {
+            let body = format!("h2 {i}");
+            twilio.send(&msg(TO, &body)).await
+        }));
+    }
+    let mut sids = HashSet::new();
+    for t in tasks {
+        let accepted = t.await.expect("task").expect("accepted over h2");
+        sids.insert(accepted.provider_id);
+    }
+    assert_eq!(sids.len(), 50);
+    let stats = mock.stats();
+    assert_eq!(stats.accepted, 50);
+    assert_eq!(stats.connections_accepted, 1, "{stats:?}");
+    assert!(stats.max_in_flight > 1, "streams should overlap: {stats:?}");
+    assert_eq!(mock.recorded().len(), 50);
+}
+
+/// Without `http2`, an HTTP/1.1 client is served as before by the same mock.
+#[tokio::test]
+async fn http1_clients_still_work_against_the_dual_protocol_mock() {
+    let mock = mock(MockSettings::default()).await;
+    let twilio = provider(mock.base_url());
+    twilio.send(&msg(TO, "h1")).await.expect("accepted over h1");
+    assert_eq!(mock.stats().accepted, 1);
+}

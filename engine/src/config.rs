@@ -227,6 +227,7 @@ pub struct ProviderSection {
     pub max_concurrency: Option<usize>,
     pub timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
+    pub http2: Option<bool>,
     // sandbox knobs
     pub latency_ms: Option<u64>,
     pub jitter_ms: Option<u64>,
@@ -650,6 +651,7 @@ fn provider_config(
                 ));
             }
             s.status_callback = p.status_callback;
+            s.http2 = p.http2.unwrap_or(false);
             if let Some(t) = p.timeout_ms {
                 s.request_timeout = ms(positive(&key("timeout_ms"), t)?);
             }

@@ -32,9 +32,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use serde::Serialize;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
@@ -362,9 +363,13 @@ async fn serve_connection(
     };
     // No timer: idle keep-alive connections stay open as long as the client
     // keeps them (hyper's header-read timeout only runs with a timer).
-    let conn = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+    // HTTP/1.1 and HTTP/2 (prior knowledge), so both of Herald's client
+    // modes can be exercised. No stream limit: the concurrency scenario
+    // holds 20,000 sends on one h2 connection.
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().keep_alive(true);
+    builder.http2().max_concurrent_streams(None::<u32>);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}

@@ -420,7 +420,19 @@ async fn spawned_herald_gets_the_environment_and_is_stopped() {
         start_after_fill: true,
         log: log.to_string_lossy().into_owned(),
     });
-    let fake = tokio::spawn(fake_herald(redis.conn().await, 3, 50, |_| Answer::Sent));
+    // Answer only once the spawned process has written its environment, so
+    // the run cannot end (and stop it) before it did.
+    let conn = redis.conn().await;
+    let written = env_file.clone();
+    let fake = tokio::spawn(async move {
+        for _ in 0..500 {
+            if std::fs::metadata(&written).is_ok_and(|m| m.len() > 0) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        fake_herald(conn, 3, 50, |_| Answer::Sent).await
+    });
     let report = run_quietly(s).await.unwrap();
     fake.await.unwrap();
 

@@ -72,6 +72,7 @@ impl TwilioProvider {
                     settings.connect_timeout,
                     settings.pool_max_idle_per_host,
                     settings.pool_idle_timeout,
+                    settings.http2,
                 ),
                 messages_uri: valid.messages_uri,
                 authorization,

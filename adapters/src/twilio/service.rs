@@ -33,6 +33,7 @@ pub(super) fn build_client(
     connect_timeout: Duration,
     pool_max_idle_per_host: usize,
     pool_idle_timeout: Duration,
+    http2: bool,
 ) -> HttpClient {
     let mut http = HttpConnector::new();
     // The TLS layer decides the scheme; without this http-only is enforced.
@@ -45,13 +46,25 @@ pub(super) fn build_client(
 
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+        .https_or_http();
+    let https = if http2 {
+        https.enable_http2().wrap_connector(http)
+    } else {
+        https.enable_http1().wrap_connector(http)
+    };
 
     // No per-host connection cap here (hyper-util's pool has none): the
     // engine bounds in-flight sends with a semaphore.
-    Client::builder(TokioExecutor::new())
+    let mut builder = Client::builder(TokioExecutor::new());
+    if http2 {
+        // One connection carries every stream: keep it alive across quiet
+        // spells instead of re-handshaking.
+        builder
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_while_idle(true)
+            .timer(TokioTimer::new());
+    }
+    builder
         .pool_max_idle_per_host(pool_max_idle_per_host)
         .pool_idle_timeout(pool_idle_timeout)
         .pool_timer(TokioTimer::new())
@@ -59,6 +72,8 @@ pub(super) fn build_client(
         // 8 KiB per connection. At 10k+ pooled connections that buffer is
         // most of the daemon's memory, so read in fixed 4 KiB chunks.
         .http1_read_buf_exact_size(4096)
+        // HTTP/2 on request: prior knowledge for http://, ALPN for https://.
+        .http2_only(http2)
         // A request that a *reused* connection gave back unwritten (the server
         // closed it while idle) is re-sent by hyper-util on another
         // connection: safe, the bytes never left.
