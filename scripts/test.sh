@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_redis_server
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@"
-  # nextest does not run doctests.
+  # nextest does not run doctests; run them first so the suite's summary
+  # line is the last thing printed.
   cargo test --workspace --doc --quiet
+  cargo nextest run --workspace --no-fail-fast "$@"
 else
   cargo test --workspace --no-fail-fast "$@"
 fi

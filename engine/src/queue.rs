@@ -298,41 +298,169 @@ pub enum Claim {
     AlreadyDone,
 }
 
-/// The claim, atomic per message. Keys: the message hash. Args: stream entry
-/// id, intent (`send`/`hold`), TTL in ms.
+/// Replies the claim adds to a pipeline per message.
+pub const CLAIM_REPLIES: usize = 4;
+
+/// Append one message's claim to `pipe`: four plain commands, no script.
 ///
 /// The hash remembers which stream entry first carried this tenant + id
 /// (`entry`) and where that message is (`state`): a different entry is a
-/// duplicate; the same entry again is a redelivery after a crash.
-pub const CLAIM_LUA: &str = r#"
-local h = KEYS[1]
-local cur = redis.call('HMGET', h, 'entry', 'state', 'attempt')
-local attempt = tonumber(cur[3]) or 0
-local send = ARGV[2] == 'send'
-if not cur[1] then
-  if send then attempt = 1 end
-  redis.call('HSET', h, 'entry', ARGV[1], 'state', send and 'sending' or 'holding', 'attempt', attempt)
-  redis.call('PEXPIRE', h, ARGV[3])
-  return {0, attempt}
-end
-if cur[1] ~= ARGV[1] then return {1, attempt} end
-local st = cur[2]
-if st == 'sending' then
-  if send then
-    attempt = attempt + 1
-    redis.call('HSET', h, 'attempt', attempt)
-  end
-  return {2, attempt}
-end
-if st == 'queued' or st == 'holding' then
-  if send then
-    attempt = attempt + 1
-    redis.call('HSET', h, 'state', 'sending', 'attempt', attempt)
-  end
-  return {0, attempt}
-end
-return {3, attempt}
-"#;
+/// duplicate; the same entry again is a redelivery after a crash. Every
+/// command is a no-op on an existing hash (`HSETNX`, `PEXPIRE … NX`), so a
+/// duplicate never disturbs the original, and `HMGET` reads what is there.
+/// This replaced a Lua script that cost Redis 6.1 µs a call — 40% of its
+/// time in the throughput scenario (`INFO commandstats`); these four cost
+/// ~2.5 µs together.
+pub fn add_claim(
+    pipe: &mut redis::Pipeline,
+    key: &str,
+    entry: StreamId,
+    intent: Intent,
+    ttl_ms: u64,
+) {
+    let state = match intent {
+        Intent::Send => "sending",
+        Intent::Hold => "holding",
+    };
+    pipe.cmd("HSETNX").arg(key).arg("entry").arg(entry);
+    pipe.cmd("HSETNX").arg(key).arg("state").arg(state);
+    pipe.cmd("PEXPIRE").arg(key).arg(ttl_ms).arg("NX");
+    pipe.cmd("HMGET")
+        .arg(key)
+        .arg("entry")
+        .arg("state")
+        .arg("attempt");
+}
+
+/// A state change the claim still has to make before the message is sent
+/// (rare: redeliveries and releases from the delayed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUp {
+    /// `state = sending`, `attempt = n`.
+    Sending { attempt: u32 },
+    /// `attempt = n`.
+    Attempt { attempt: u32 },
+}
+
+impl FollowUp {
+    pub fn add_to(self, pipe: &mut redis::Pipeline, key: &str) {
+        match self {
+            FollowUp::Sending { attempt } => {
+                pipe.cmd("HSET")
+                    .arg(key)
+                    .arg("state")
+                    .arg("sending")
+                    .arg("attempt")
+                    .arg(attempt)
+                    .ignore();
+            }
+            FollowUp::Attempt { attempt } => {
+                pipe.cmd("HSET")
+                    .arg(key)
+                    .arg("attempt")
+                    .arg(attempt)
+                    .ignore();
+            }
+        }
+    }
+}
+
+/// Interpret one message's claim replies (`CLAIM_REPLIES` values).
+pub fn parse_claim(
+    replies: &[Value],
+    ours: StreamId,
+    intent: Intent,
+) -> Option<(Claim, Option<FollowUp>)> {
+    let [created, state_set, _expire, current] = replies else {
+        return None;
+    };
+    let created = matches!(created, Value::Int(1));
+    let state_set = matches!(state_set, Value::Int(1));
+    let Value::Array(current) = current else {
+        return None;
+    };
+    let field = |i: usize| match current.get(i) {
+        Some(Value::BulkString(b)) => Some(b.as_slice()),
+        Some(Value::SimpleString(s)) => Some(s.as_bytes()),
+        _ => None,
+    };
+    let entry = field(0).and_then(StreamId::parse);
+    let state = field(1);
+    let attempt: Option<u32> = field(2)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.parse().ok());
+    Some(decide_claim(
+        created, state_set, entry, state, attempt, ours, intent,
+    ))
+}
+
+/// The claim's decision table.
+pub fn decide_claim(
+    created: bool,
+    state_set: bool,
+    entry: Option<StreamId>,
+    state: Option<&[u8]>,
+    attempt: Option<u32>,
+    ours: StreamId,
+    intent: Intent,
+) -> (Claim, Option<FollowUp>) {
+    let send = intent == Intent::Send;
+    if created {
+        return (
+            Claim::Proceed {
+                attempt: u32::from(send),
+            },
+            None,
+        );
+    }
+    if entry != Some(ours) {
+        return (Claim::Duplicate, None);
+    }
+    let prev = attempt.unwrap_or(0);
+    if state_set {
+        // Our entry was recorded but its state was not (a connection lost
+        // between the commands): nothing can have been sent.
+        return if send {
+            (
+                Claim::Proceed { attempt: prev + 1 },
+                Some(FollowUp::Sending { attempt: prev + 1 }),
+            )
+        } else {
+            (Claim::Proceed { attempt: prev }, None)
+        };
+    }
+    match state {
+        // Being sent when its consumer died: the provider may have it.
+        Some(b"sending") => {
+            let next = prev.max(1) + 1;
+            if send {
+                (
+                    Claim::Redelivered { attempt: next },
+                    Some(FollowUp::Attempt { attempt: next }),
+                )
+            } else {
+                (
+                    Claim::Redelivered {
+                        attempt: prev.max(1),
+                    },
+                    None,
+                )
+            }
+        }
+        // Released from the delayed set, or held before a crash.
+        Some(b"queued") | Some(b"holding") | None => {
+            if send {
+                (
+                    Claim::Proceed { attempt: prev + 1 },
+                    Some(FollowUp::Sending { attempt: prev + 1 }),
+                )
+            } else {
+                (Claim::Proceed { attempt: prev }, None)
+            }
+        }
+        Some(_) => (Claim::AlreadyDone, None),
+    }
+}
 
 /// Move due messages from the delayed set back into their partition. Keys:
 /// delayed set. Args: now (ms), limit, message-hash prefix, queue prefix.
@@ -352,25 +480,6 @@ for _, m in ipairs(due) do
 end
 return #due
 "#;
-
-/// Parse one claim script reply.
-pub fn parse_claim(v: &Value) -> Option<Claim> {
-    let Value::Array(items) = v else { return None };
-    let code = match items.first()? {
-        Value::Int(i) => *i,
-        _ => return None,
-    };
-    let attempt = match items.get(1) {
-        Some(Value::Int(i)) => u32::try_from(*i).unwrap_or(u32::MAX),
-        _ => 0,
-    };
-    Some(match code {
-        0 => Claim::Proceed { attempt },
-        1 => Claim::Duplicate,
-        2 => Claim::Redelivered { attempt },
-        _ => Claim::AlreadyDone,
-    })
-}
 
 #[cfg(test)]
 mod tests {
@@ -397,15 +506,178 @@ mod tests {
     }
 
     #[test]
-    fn claim_replies() {
-        let r = |c: i64, a: i64| Value::Array(vec![Value::Int(c), Value::Int(a)]);
-        assert_eq!(parse_claim(&r(0, 1)), Some(Claim::Proceed { attempt: 1 }));
-        assert_eq!(parse_claim(&r(1, 1)), Some(Claim::Duplicate));
-        assert_eq!(
-            parse_claim(&r(2, 3)),
-            Some(Claim::Redelivered { attempt: 3 })
+    fn claim_decision_table() {
+        use Claim::*;
+        let ours = StreamId { ms: 10, seq: 0 };
+        let other = StreamId { ms: 9, seq: 0 };
+        let send = Intent::Send;
+        let hold = Intent::Hold;
+        // (created, state_set, entry, state, attempt, intent) -> (claim, follow-up)
+        type Case<'a> = (
+            bool,
+            bool,
+            Option<StreamId>,
+            Option<&'a [u8]>,
+            Option<u32>,
+            Intent,
+            Claim,
+            Option<FollowUp>,
         );
-        assert_eq!(parse_claim(&r(3, 1)), Some(Claim::AlreadyDone));
-        assert_eq!(parse_claim(&Value::Nil), None);
+        let cases: Vec<Case<'_>> = vec![
+            // New message.
+            (
+                true,
+                true,
+                Some(ours),
+                Some(b"sending"),
+                None,
+                send,
+                Proceed { attempt: 1 },
+                None,
+            ),
+            (
+                true,
+                true,
+                Some(ours),
+                Some(b"holding"),
+                None,
+                hold,
+                Proceed { attempt: 0 },
+                None,
+            ),
+            // Another entry carried this tenant + id first.
+            (
+                false,
+                false,
+                Some(other),
+                Some(b"sent"),
+                Some(1),
+                send,
+                Duplicate,
+                None,
+            ),
+            (
+                false,
+                false,
+                Some(other),
+                Some(b"sending"),
+                Some(1),
+                hold,
+                Duplicate,
+                None,
+            ),
+            // Same entry, its send was in flight at a crash.
+            (
+                false,
+                false,
+                Some(ours),
+                Some(b"sending"),
+                None,
+                send,
+                Redelivered { attempt: 2 },
+                Some(FollowUp::Attempt { attempt: 2 }),
+            ),
+            (
+                false,
+                false,
+                Some(ours),
+                Some(b"sending"),
+                Some(2),
+                send,
+                Redelivered { attempt: 3 },
+                Some(FollowUp::Attempt { attempt: 3 }),
+            ),
+            (
+                false,
+                false,
+                Some(ours),
+                Some(b"sending"),
+                Some(2),
+                hold,
+                Redelivered { attempt: 2 },
+                None,
+            ),
+            // Released from the delayed set (retry or send_at).
+            (
+                false,
+                false,
+                Some(ours),
+                Some(b"queued"),
+                Some(1),
+                send,
+                Proceed { attempt: 2 },
+                Some(FollowUp::Sending { attempt: 2 }),
+            ),
+            (
+                false,
+                false,
+                Some(ours),
+                Some(b"queued"),
+                None,
+                send,
+                Proceed { attempt: 1 },
+                Some(FollowUp::Sending { attempt: 1 }),
+            ),
+            (
+                false,
+                false,
+                Some(ours),
+                Some(b"queued"),
+                Some(1),
+                hold,
+                Proceed { attempt: 1 },
+                None,
+            ),
+            // Entry recorded, state lost mid-pipeline: set now by us.
+            (
+                false,
+                true,
+                Some(ours),
+                Some(b"sending"),
+                None,
+                send,
+                Proceed { attempt: 1 },
+                Some(FollowUp::Sending { attempt: 1 }),
+            ),
+            // Already decided: only the ack was lost.
+            (
+                false,
+                false,
+                Some(ours),
+                Some(b"sent"),
+                Some(1),
+                send,
+                AlreadyDone,
+                None,
+            ),
+            (
+                false,
+                false,
+                Some(ours),
+                Some(b"rejected"),
+                None,
+                send,
+                AlreadyDone,
+                None,
+            ),
+            (
+                false,
+                false,
+                Some(ours),
+                Some(b"deferred"),
+                Some(0),
+                send,
+                AlreadyDone,
+                None,
+            ),
+        ];
+        for (created, state_set, entry, state, attempt, intent, claim, follow) in cases {
+            assert_eq!(
+                decide_claim(created, state_set, entry, state, attempt, ours, intent),
+                (claim, follow),
+                "created={created} state_set={state_set} entry={entry:?} state={:?} attempt={attempt:?} {intent:?}",
+                state.map(String::from_utf8_lossy)
+            );
+        }
     }
 }

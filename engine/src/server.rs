@@ -51,12 +51,6 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("redis.url {}: {e}", cfg.redis_url))?;
     queue::ensure_groups(&mut admin, cfg.partitions).await?;
-    // Pipelined claims use EVALSHA: the script must be in Redis's cache.
-    let _: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(queue::CLAIM_LUA)
-        .query_async(&mut admin)
-        .await?;
 
     let http_listener = TcpListener::bind(cfg.http.listen)
         .await

@@ -32,7 +32,6 @@ pub struct Dispatcher {
     pub providers: Providers,
     /// `dispatch.max_in_flight` permits.
     pub in_flight: Arc<Semaphore>,
-    pub claim_script: redis::Script,
     pub release_script: redis::Script,
     pub shutdown: CancellationToken,
     pub streams: Arc<[String]>,
@@ -47,7 +46,6 @@ impl Dispatcher {
                 max_entry_bytes: cfg.dispatch.max_entry_bytes,
             },
             in_flight: Arc::new(Semaphore::new(cfg.dispatch.max_in_flight)),
-            claim_script: redis::Script::new(queue::CLAIM_LUA),
             release_script: redis::Script::new(queue::RELEASE_LUA),
             providers,
             shutdown,

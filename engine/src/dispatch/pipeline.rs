@@ -259,41 +259,42 @@ fn hold(msg: Message, raw: Vec<u8>, attempt: u32, now: i64) -> Decision {
     }
 }
 
-/// Claim every pending message in one pipeline. Retries while Redis is
-/// unavailable; `None` only when shutting down.
+/// Claim every pending message in one pipeline (plus one more for the rare
+/// claims that still change state). Retries while Redis is unavailable;
+/// `None` only when shutting down.
 async fn claim_all(
     d: &Dispatcher,
     conn: &mut queue::Conn,
     pending: &[Pending],
 ) -> Option<Vec<Claim>> {
     let ttl_ms = d.cfg.dispatch.idempotency_ttl.as_millis() as u64;
+    let keys: Vec<String> = pending
+        .iter()
+        .map(|p| keys::message(&p.msg.tenant, &p.msg.id))
+        .collect();
     let mut backoff = std::time::Duration::from_millis(50);
     loop {
         let mut pipe = redis::pipe();
-        for p in pending {
-            let intent = match p.intent {
-                Intent::Send => "send",
-                Intent::Hold => "hold",
-            };
-            pipe.invoke_script(
-                d.claim_script
-                    .key(keys::message(&p.msg.tenant, &p.msg.id))
-                    .arg(p.entry)
-                    .arg(intent)
-                    .arg(ttl_ms),
-            );
+        for (p, key) in pending.iter().zip(&keys) {
+            queue::add_claim(&mut pipe, key, p.entry, p.intent, ttl_ms);
         }
-        match pipe.query_async::<Vec<redis::Value>>(conn).await {
-            Ok(values) => {
-                let claims: Option<Vec<Claim>> = values.iter().map(queue::parse_claim).collect();
-                match claims {
-                    Some(c) if c.len() == pending.len() => return Some(c),
-                    _ => {
-                        tracing::error!("claim script returned an unexpected reply; retrying");
-                        telemetry::redis_error("claim");
-                    }
+        let outcome = match pipe.query_async::<Vec<redis::Value>>(conn).await {
+            Ok(values) if values.len() == pending.len() * queue::CLAIM_REPLIES => {
+                let decided: Option<Vec<_>> = values
+                    .chunks(queue::CLAIM_REPLIES)
+                    .zip(pending)
+                    .map(|(replies, p)| queue::parse_claim(replies, p.entry, p.intent))
+                    .collect();
+                match decided {
+                    Some(decided) => follow_up(conn, &keys, decided).await,
+                    None => Err("unexpected claim reply".to_string()),
                 }
             }
+            Ok(_) => Err("unexpected number of claim replies".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(claims) => return Some(claims),
             Err(e) => {
                 telemetry::redis_error("claim");
                 tracing::warn!(error = %e, "claiming a batch failed; retrying");
@@ -302,16 +303,32 @@ async fn claim_all(
         if d.shutdown.is_cancelled() {
             return None;
         }
-        // Pipelined EVALSHA does not load a missing script (first use, or a
-        // Redis restart emptied the script cache): load it before retrying.
-        let _ = redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(queue::CLAIM_LUA)
-            .query_async::<String>(conn)
-            .await;
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
     }
+}
+
+/// Make the claims' remaining state changes (attempt records of redeliveries
+/// and releases) before anything is sent.
+async fn follow_up(
+    conn: &mut queue::Conn,
+    keys: &[String],
+    decided: Vec<(Claim, Option<queue::FollowUp>)>,
+) -> Result<Vec<Claim>, String> {
+    let mut pipe = redis::pipe();
+    let mut any = false;
+    for ((_, follow), key) in decided.iter().zip(keys) {
+        if let Some(f) = follow {
+            f.add_to(&mut pipe, key);
+            any = true;
+        }
+    }
+    if any {
+        pipe.query_async::<()>(conn)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(decided.into_iter().map(|(c, _)| c).collect())
 }
 
 /// Send one message and decide its outcome.
