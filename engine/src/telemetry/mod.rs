@@ -4,8 +4,6 @@
 
 pub mod names;
 
-use std::time::Duration;
-
 use metrics::{counter, gauge, histogram};
 
 /// Install the Prometheus recorder (rendered by Herald's own HTTP listener).
@@ -73,20 +71,30 @@ fn describe() {
 }
 
 /// A message reached a status (sent, rejected, …).
+///
+/// Counter handles are cached per thread: `counter!` with labels builds and
+/// hashes a key on every call, once per message otherwise. A thread-local
+/// map takes no lock.
 #[inline]
 pub fn message_outcome(status: &'static str, reason: &'static str) {
-    counter!(names::MESSAGES, "status" => status, "reason" => reason).increment(1);
-}
-
-#[inline]
-pub fn provider_latency(provider: &str, result: &'static str, elapsed: Duration) {
-    histogram!(names::PROVIDER_LATENCY, "provider" => provider.to_string(), "result" => result)
-        .record(elapsed.as_secs_f64());
+    thread_local! {
+        static COUNTERS: std::cell::RefCell<std::collections::HashMap<(&'static str, &'static str), metrics::Counter>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    COUNTERS.with(|c| {
+        c.borrow_mut()
+            .entry((status, reason))
+            .or_insert_with(|| counter!(names::MESSAGES, "status" => status, "reason" => reason))
+            .increment(1);
+    });
 }
 
 #[inline]
 pub fn enqueue_to_send(seconds: f64) {
-    histogram!(names::ENQUEUE_TO_SEND).record(seconds);
+    static HANDLE: std::sync::OnceLock<metrics::Histogram> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| histogram!(names::ENQUEUE_TO_SEND))
+        .record(seconds);
 }
 
 #[inline]
