@@ -120,6 +120,7 @@ pub struct DispatchSection {
     pub max_attempts: u32,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
+    pub dead_consumer_idle_ms: u64,
     pub consumer: Option<String>,
 }
 
@@ -141,6 +142,7 @@ impl Default for DispatchSection {
             max_attempts: 5,
             retry_base_ms: 1_000,
             retry_max_ms: 300_000,
+            dead_consumer_idle_ms: 3_600_000,
             consumer: None,
         }
     }
@@ -281,6 +283,7 @@ pub struct DispatchConfig {
     pub delayed_poll: Duration,
     pub retry: crate::dispatch::backoff::Backoff,
     pub max_attempts: u32,
+    pub dead_consumer_idle: Duration,
     pub consumer: String,
 }
 
@@ -577,6 +580,10 @@ impl FileConfig {
                 )
                 .map_err(|e| key_err("dispatch.retry_base_ms", e))?,
                 max_attempts: d.max_attempts,
+                dead_consumer_idle: ms(positive(
+                    "dispatch.dead_consumer_idle_ms",
+                    d.dead_consumer_idle_ms,
+                )?),
                 consumer,
             },
             events_max_len: events.max_len,

@@ -90,6 +90,13 @@ pub async fn run(
         Arc::clone(&redis_up),
         http_stop.clone(),
     ));
+    let janitor = tokio::spawn(consumer_janitor(
+        admin.clone(),
+        cfg.partitions,
+        cfg.dispatch.consumer.clone(),
+        cfg.dispatch.dead_consumer_idle,
+        http_stop.clone(),
+    ));
     let lag = tokio::spawn(lag_poller(
         admin.clone(),
         cfg.partitions,
@@ -133,6 +140,7 @@ pub async fn run(
     http_stop.cancel();
     let _ = health.await;
     let _ = lag.await;
+    let _ = janitor.await;
     let _ = http_task.await;
     Ok(())
 }
@@ -247,4 +255,126 @@ fn group_lag(reply: redis::Value) -> Option<(i64, i64)> {
         }
     }
     None
+}
+
+/// Remove dead consumers from the group. Consumer names are unique per
+/// process, so every restart leaves one behind; once XAUTOCLAIM has taken
+/// its pending entries it holds nothing and only clutters XINFO. A consumer
+/// with pending entries is never removed (that would drop them from the
+/// pending list), whatever its idle time.
+async fn consumer_janitor(
+    mut conn: Conn,
+    partitions: u16,
+    ours: String,
+    idle: Duration,
+    stop: CancellationToken,
+) {
+    let idle_ms = idle.as_millis() as i64;
+    let every = (idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for p in 0..partitions {
+            let stream = keys::queue(p);
+            let Ok(reply) = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&stream)
+                .arg(keys::GROUP)
+                .query_async::<redis::Value>(&mut conn)
+                .await
+            else {
+                continue;
+            };
+            for name in dead_consumers(reply, &ours, idle_ms) {
+                let removed: redis::RedisResult<i64> = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&stream)
+                    .arg(keys::GROUP)
+                    .arg(&name)
+                    .query_async(&mut conn)
+                    .await;
+                if removed == Ok(0) {
+                    tracing::info!(consumer = %name, partition = p, "removed a dead consumer");
+                }
+            }
+        }
+    }
+}
+
+/// Names of consumers with nothing pending, idle past the threshold.
+fn dead_consumers(reply: redis::Value, ours: &str, idle_ms: i64) -> Vec<String> {
+    let redis::Value::Array(consumers) = reply else {
+        return Vec::new();
+    };
+    let mut dead = Vec::new();
+    for c in consumers {
+        let pairs: Vec<(redis::Value, redis::Value)> = match c {
+            redis::Value::Map(m) => m,
+            redis::Value::Array(a) => {
+                let mut it = a.into_iter();
+                let mut v = Vec::new();
+                while let (Some(k), Some(val)) = (it.next(), it.next()) {
+                    v.push((k, val));
+                }
+                v
+            }
+            _ => continue,
+        };
+        let (mut name, mut pending, mut idle) = (None, None, None);
+        for (k, v) in pairs {
+            let key = match &k {
+                redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                redis::Value::SimpleString(s) => s.clone(),
+                _ => continue,
+            };
+            match (key.as_str(), v) {
+                ("name", redis::Value::BulkString(b)) => {
+                    name = Some(String::from_utf8_lossy(&b).into_owned())
+                }
+                ("pending", redis::Value::Int(n)) => pending = Some(n),
+                ("idle", redis::Value::Int(n)) => idle = Some(n),
+                _ => {}
+            }
+        }
+        if let (Some(name), Some(0), Some(idle)) = (name, pending, idle)
+            && idle > idle_ms
+            && name != ours
+        {
+            dead.push(name);
+        }
+    }
+    dead
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value;
+
+    fn consumer(name: &str, pending: i64, idle: i64) -> Value {
+        Value::Array(vec![
+            Value::BulkString(b"name".to_vec()),
+            Value::BulkString(name.as_bytes().to_vec()),
+            Value::BulkString(b"pending".to_vec()),
+            Value::Int(pending),
+            Value::BulkString(b"idle".to_vec()),
+            Value::Int(idle),
+        ])
+    }
+
+    #[test]
+    fn only_idle_consumers_with_nothing_pending_are_dead() {
+        let hour = 3_600_000;
+        let reply = Value::Array(vec![
+            consumer("gone", 0, hour + 1),
+            consumer("gone-but-holding", 3, hour * 10),
+            consumer("recent", 0, hour - 1),
+            consumer("me", 0, hour * 10),
+        ]);
+        assert_eq!(dead_consumers(reply, "me", hour), vec!["gone".to_string()]);
+        assert!(dead_consumers(Value::Nil, "me", hour).is_empty());
+    }
 }

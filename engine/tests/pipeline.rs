@@ -824,3 +824,85 @@ default = ["twilio"]
     assert_eq!(mock.recorded()[0].body, "contract");
     herald.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_consumers_with_nothing_pending_are_removed_from_the_group() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let mut conn = redis.conn().await;
+    for p in 0..4 {
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(format!("herald:q:{{{p}}}"))
+            .arg("herald")
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // "gone" read nothing and holds nothing; "holding" died with an entry.
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg("CREATECONSUMER")
+        .arg("herald:q:{0}")
+        .arg("herald")
+        .arg("gone")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("herald:q:{1}")
+        .arg("*")
+        .arg("msg")
+        .arg(msg_json("held", &number(1), "x"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("herald")
+        .arg("holding")
+        .arg("STREAMS")
+        .arg("herald:q:{1}")
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Long claim idle: the held entry stays with "holding" for the test.
+    let extra = "[dispatch]\nblock_ms = 100\nclaim_idle_ms = 600000\ndead_consumer_idle_ms = 300\n";
+    let herald = Herald::start(&config_text(&redis, &mock.base_url(), free_port(), extra)).await;
+    let names = |p: u16| {
+        let mut c = conn.clone();
+        async move {
+            let v: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(format!("herald:q:{{{p}}}"))
+                .arg("herald")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            v.into_iter()
+                .filter_map(|m| {
+                    m.get("name")
+                        .and_then(|n| redis::from_redis_value::<String>(n.clone()).ok())
+                })
+                .collect::<Vec<String>>()
+        }
+    };
+    let deadline = std::time::Instant::now() + T;
+    while names(0).await.contains(&"gone".to_string()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dead consumer not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        names(1).await.contains(&"holding".to_string()),
+        "a consumer holding entries must stay"
+    );
+    assert_eq!(pending_total(&mut conn, 4).await, 1);
+    herald.stop().await.unwrap();
+}
