@@ -533,6 +533,10 @@ impl FileConfig {
             }
         }
         let control_listen = listen_addr("control.listen", &control.listen)?;
+        if !control.token.is_empty() {
+            herald_control::auth::validate_token(&control.token)
+                .map_err(|e| key_err("control.token", e.to_string()))?;
+        }
 
         let mut providers = Vec::with_capacity(provider_sections.len());
         for (name, p) in provider_sections {
@@ -849,6 +853,11 @@ mod tests {
                 "HERALD_QUEUE__PARTITIONS__X",
             ),
             ("not toml [", vec![], "not valid TOML"),
+            (
+                MINIMAL,
+                vec![("HERALD_CONTROL__TOKEN".into(), "\"two words\"".into())],
+                "`control.token`",
+            ),
         ];
         for (text, env, want) in cases {
             let got = err_text(text, env.clone());

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod dispatch;
 pub mod http;
 pub mod keys;
@@ -17,3 +18,4 @@ pub mod providers;
 pub mod queue;
 pub mod server;
 pub mod telemetry;
+pub mod tenants;

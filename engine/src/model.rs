@@ -378,7 +378,9 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
     })
 }
 
-fn valid_tenant(t: &str) -> bool {
+/// A tenant name: 1–64 letters, digits, `_`, `-`, `.` (no `:`, so Redis
+/// keys that embed it stay unambiguous).
+pub fn valid_tenant(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= MAX_TENANT_CHARS
         && t.bytes()

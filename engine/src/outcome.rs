@@ -37,6 +37,20 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 11] = [
+        Status::Deferred,
+        Status::Retrying,
+        Status::Sent,
+        Status::Delivered,
+        Status::Undelivered,
+        Status::Suppressed,
+        Status::Rejected,
+        Status::Failed,
+        Status::Expired,
+        Status::Duplicate,
+        Status::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Deferred => "deferred",
@@ -51,6 +65,29 @@ impl Status {
             Status::Duplicate => "duplicate",
             Status::Cancelled => "cancelled",
         }
+    }
+}
+
+/// Outcomes recorded by this instance since it started, by status: atomics,
+/// for `GetStats`.
+#[derive(Debug, Default)]
+pub struct StatusCounts([std::sync::atomic::AtomicU64; 11]);
+
+impl StatusCounts {
+    pub fn add(&self, status: Status) {
+        self.0[status as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        Status::ALL
+            .iter()
+            .map(|s| {
+                (
+                    s.as_str(),
+                    self.0[*s as usize].load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 }
 
@@ -127,6 +164,7 @@ pub struct WriterConfig {
     pub delete_acked: bool,
     pub state_ttl: Duration,
     pub streams: Arc<[String]>,
+    pub counts: Arc<StatusCounts>,
 }
 
 pub type OutcomeSender = mpsc::UnboundedSender<Outcome>;
@@ -166,20 +204,25 @@ pub async fn run_writer(
             }
         }
         for o in &batch {
-            count(o);
+            count(o, &cfg.counts);
         }
         batch.clear();
     }
 }
 
-fn count(o: &Outcome) {
+fn count(o: &Outcome, counts: &StatusCounts) {
     match &o.kind {
         OutcomeKind::AckOnly => {}
         OutcomeKind::Decided(d) => {
+            counts.add(d.status);
             telemetry::message_outcome(d.status.as_str(), d.reason.unwrap_or(""))
         }
-        OutcomeKind::Duplicate(_) => telemetry::message_outcome("duplicate", ""),
+        OutcomeKind::Duplicate(_) => {
+            counts.add(Status::Duplicate);
+            telemetry::message_outcome("duplicate", "")
+        }
         OutcomeKind::Rejected { rejection, .. } => {
+            counts.add(Status::Rejected);
             telemetry::message_outcome("rejected", rejection.reason.as_str())
         }
     }

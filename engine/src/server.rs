@@ -55,6 +55,12 @@ pub async fn run(
     let http_listener = TcpListener::bind(cfg.http.listen)
         .await
         .map_err(|e| anyhow::anyhow!("http.listen {}: {e}", cfg.http.listen))?;
+    let control_listener = TcpListener::bind(cfg.control.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("control.listen {}: {e}", cfg.control.listen))?;
+    if cfg.control.token.is_empty() {
+        tracing::warn!("control.token is empty: the control service refuses every call");
+    }
     tracing::info!(
         listen = %http_listener.local_addr()?,
         consumer = %cfg.dispatch.consumer,
@@ -80,6 +86,8 @@ pub async fn run(
         read_conns.push(connect(&cfg, read_timeout).await?);
         work_conns.push(connect(&cfg, cfg.redis_response_timeout).await?);
     }
+    // Paused tenants are known before the first message is read.
+    d.pauses.refresh(&mut admin).await?;
     let workers = dispatch::spawn_shards(&d, read_conns, work_conns);
     let mover = tokio::spawn(dispatch::run_delayed_mover(Arc::clone(&d), admin.clone()));
 
@@ -116,6 +124,17 @@ pub async fn run(
         shutdown: shutdown.clone(),
     });
     let http_task = tokio::spawn(http::serve(http_listener, http_state, http_stop.clone()));
+    let pauses_task = tokio::spawn(crate::tenants::run_refresher(
+        Arc::clone(&d.pauses),
+        admin.clone(),
+        http_stop.clone(),
+    ));
+    let control_task = tokio::spawn(crate::control::serve(
+        control_listener,
+        crate::control::ControlService::new(Arc::clone(&d), admin.clone()),
+        cfg.control.token.clone(),
+        http_stop.clone(),
+    ));
 
     shutdown.cancelled().await;
     tracing::info!(
@@ -142,6 +161,10 @@ pub async fn run(
     let _ = lag.await;
     let _ = janitor.await;
     let _ = http_task.await;
+    let _ = pauses_task.await;
+    if let Ok(Err(e)) = control_task.await {
+        tracing::warn!(error = %e, "control service stopped with an error");
+    }
     Ok(())
 }
 
@@ -218,7 +241,7 @@ async fn lag_poller(
 }
 
 /// `lag` and `pending` of group `herald` in an XINFO GROUPS reply.
-fn group_lag(reply: redis::Value) -> Option<(i64, i64)> {
+pub(crate) fn group_lag(reply: redis::Value) -> Option<(i64, i64)> {
     let redis::Value::Array(groups) = reply else {
         return None;
     };

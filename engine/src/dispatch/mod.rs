@@ -35,6 +35,10 @@ pub struct Dispatcher {
     pub release_script: redis::Script,
     pub shutdown: CancellationToken,
     pub streams: Arc<[String]>,
+    /// Paused tenants (lock-free snapshot, refreshed from Redis).
+    pub pauses: Arc<crate::tenants::TenantPauses>,
+    /// Outcomes recorded since start, by status.
+    pub counts: Arc<outcome::StatusCounts>,
 }
 
 impl Dispatcher {
@@ -50,6 +54,8 @@ impl Dispatcher {
             providers,
             shutdown,
             streams,
+            pauses: Arc::default(),
+            counts: Arc::default(),
             cfg,
         }
     }
@@ -66,6 +72,7 @@ impl Dispatcher {
             delete_acked: self.cfg.delete_acked,
             state_ttl: self.cfg.dispatch.idempotency_ttl,
             streams: Arc::clone(&self.streams),
+            counts: Arc::clone(&self.counts),
         }
     }
 }
@@ -170,12 +177,14 @@ impl Shard {
                     per_stream,
                     d.cfg.dispatch.block,
                 );
+                tokio::pin!(read);
                 let res = tokio::select! {
-                    // Dropping a blocked read may leave entries delivered to
-                    // us but unseen: they stay pending and are reclaimed by
-                    // another instance (or us, after a restart).
-                    _ = d.shutdown.cancelled() => break,
-                    r = read => r,
+                    r = &mut read => r,
+                    // A read already sent may return entries that Redis now
+                    // counts as ours: finish it (at most block_ms) and
+                    // process them, instead of leaving them pending for
+                    // another instance to reclaim after claim_idle_ms.
+                    _ = d.shutdown.cancelled() => read.await,
                 };
                 match res {
                     Ok(e) => {
@@ -214,13 +223,11 @@ impl Shard {
             // stream): wait for the rest, so the bound holds strictly.
             if entries.len() > permits.num_permits() {
                 let short = (entries.len() - permits.num_permits()) as u32;
-                tokio::select! {
-                    // Unprocessed entries stay pending for XAUTOCLAIM.
-                    _ = d.shutdown.cancelled() => break,
-                    more = Arc::clone(&d.in_flight).acquire_many_owned(short) => match more {
-                        Ok(more) => permits.merge(more),
-                        Err(_) => break,
-                    },
+                // Permits free up as in-flight sends finish, shutdown or
+                // not: these entries are ours and get processed.
+                match Arc::clone(&d.in_flight).acquire_many_owned(short).await {
+                    Ok(more) => permits.merge(more),
+                    Err(_) => break,
                 }
             }
             pipeline::process_batch(&d, &mut self.work_conn, entries, permits, &self.outcomes)

@@ -28,6 +28,8 @@ struct Pending {
     msg: Message,
     raw: Vec<u8>,
     intent: Intent,
+    /// The tenant is paused: decided `suppressed` / `paused` after the claim.
+    paused: bool,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -84,7 +86,9 @@ pub async fn process_batch(
         };
         // 2. timing: a message that is not due or already expired is held,
         //    and its claim records no send attempt.
-        let intent = if timing(&msg, now).is_some() {
+        // An admin paused the tenant (control plane): nothing is sent.
+        let paused = d.pauses.is_paused(&msg.tenant);
+        let intent = if paused || timing(&msg, now).is_some() {
             Intent::Hold
         } else {
             Intent::Send
@@ -95,6 +99,7 @@ pub async fn process_batch(
             msg,
             raw,
             intent,
+            paused,
             permit,
         });
     }
@@ -119,6 +124,7 @@ pub async fn process_batch(
             msg,
             raw,
             intent,
+            paused,
             permit,
         } = p;
         let attempt = match claim {
@@ -166,6 +172,18 @@ pub async fn process_batch(
                 attempt
             }
         };
+        if paused {
+            let mut dec = Decision::new(msg, Status::Suppressed, Some("paused"), attempt);
+            dec.detail = Some("the tenant is paused (control plane)".into());
+            emit(
+                outcomes,
+                partition,
+                entry,
+                permit,
+                OutcomeKind::Decided(Box::new(dec)),
+            );
+            continue;
+        }
         if intent == Intent::Hold {
             let dec = hold(msg, raw, attempt, now);
             emit(

@@ -182,6 +182,8 @@ pub fn config_text(redis: &RedisServer, mock_url: &str, http_port: u16, extra: &
 url = "{redis}"
 [queue]
 partitions = 4
+[control]
+listen = "127.0.0.1:{control_port}"
 [http]
 listen = "127.0.0.1:{http_port}"
 [http.api_keys]
@@ -196,7 +198,8 @@ from = "+15005550006"
 default = ["twilio"]
 {extra}
 "#,
-        redis = redis.url()
+        redis = redis.url(),
+        control_port = free_port()
     )
 }
 
