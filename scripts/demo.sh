@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 ensure_redis_server
 
 echo "==> building (release; the first build takes a few minutes)"
-cargo build --release --quiet -p herald-engine -p herald-loadtest
+cargo build --release --quiet -p herald-engine -p herald-loadtest -p herald-control
 
 run=.herald-run
 mkdir -p "$run"
@@ -35,6 +35,7 @@ export HERALD_REDIS__URL="redis://127.0.0.1:$redis_port"
 export HERALD_PROVIDERS__TWILIO__BASE_URL="http://127.0.0.1:$mock_port"
 export HERALD_HTTP__LISTEN="127.0.0.1:$http_port"
 export HERALD_CONTROL__LISTEN="127.0.0.1:$grpc_port"
+export HERALD_CONTROL__TOKEN="demo-$(date +%s)-$RANDOM"
 target/release/herald serve --config config/herald.toml > "$run/herald.log" 2>&1 &
 pids+=($!)
 wait_port "$http_port" herald
@@ -54,6 +55,8 @@ echo "Health:   curl -s http://127.0.0.1:$http_port/readyz"
 echo "Queue one message:"
 echo "  redis-cli -p $redis_port XADD 'herald:q:{0}' '*' msg '{\"id\":\"hello-1\",\"to\":\"+14155552671\",\"body\":\"Hello from Herald\"}'"
 echo "Watch outcomes:  redis-cli -p $redis_port XREAD BLOCK 0 STREAMS herald:events '\$'"
+echo "Admin (gRPC):    target/release/heraldctl --endpoint http://127.0.0.1:$grpc_port --token $HERALD_CONTROL__TOKEN stats"
+echo "                 target/release/heraldctl --endpoint http://127.0.0.1:$grpc_port --token $HERALD_CONTROL__TOKEN pause loadtest --reason test"
 echo
 echo "Herald keeps running. Press Ctrl-C to stop everything."
 wait "${pids[2]}"

@@ -159,6 +159,8 @@ async fn a_pause_taken_on_one_instance_suppresses_on_every_instance() {
             .into_inner();
         assert_eq!(stats.partitions.len(), 4);
         assert_eq!(stats.max_in_flight, 16_384);
+        // Idle: permits held for a blocked read are not messages in flight.
+        assert_eq!(stats.in_flight, 0);
         suppressed += stats.messages_by_status["suppressed"];
         sent += stats.messages_by_status["sent"];
     }

@@ -39,6 +39,9 @@ pub struct Dispatcher {
     pub pauses: Arc<crate::tenants::TenantPauses>,
     /// Outcomes recorded since start, by status.
     pub counts: Arc<outcome::StatusCounts>,
+    /// Permits shards hold for a read still waiting on Redis: reserved, not
+    /// messages in flight.
+    pub reserved_for_reads: std::sync::atomic::AtomicUsize,
 }
 
 impl Dispatcher {
@@ -56,13 +59,18 @@ impl Dispatcher {
             streams,
             pauses: Arc::default(),
             counts: Arc::default(),
+            reserved_for_reads: std::sync::atomic::AtomicUsize::new(0),
             cfg,
         }
     }
 
     /// Messages currently held between read and recorded outcome.
     pub fn in_flight(&self) -> usize {
-        self.cfg.dispatch.max_in_flight - self.in_flight.available_permits()
+        let held = self.cfg.dispatch.max_in_flight - self.in_flight.available_permits();
+        held.saturating_sub(
+            self.reserved_for_reads
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     pub fn writer_config(&self) -> WriterConfig {
@@ -177,6 +185,9 @@ impl Shard {
                     per_stream,
                     d.cfg.dispatch.block,
                 );
+                // Held permits are not messages until the read returns.
+                d.reserved_for_reads
+                    .fetch_add(want, std::sync::atomic::Ordering::Relaxed);
                 tokio::pin!(read);
                 let res = tokio::select! {
                     r = &mut read => r,
@@ -186,6 +197,8 @@ impl Shard {
                     // another instance to reclaim after claim_idle_ms.
                     _ = d.shutdown.cancelled() => read.await,
                 };
+                d.reserved_for_reads
+                    .fetch_sub(want, std::sync::atomic::Ordering::Relaxed);
                 match res {
                     Ok(e) => {
                         backoff = Duration::from_millis(100);
