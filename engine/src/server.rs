@@ -240,32 +240,49 @@ async fn lag_poller(
     }
 }
 
+/// The records of an XINFO GROUPS / CONSUMERS reply, each as (field, value)
+/// pairs with text field names (RESP2 flat arrays or RESP3 maps).
+fn info_records(reply: redis::Value) -> Vec<Vec<(String, redis::Value)>> {
+    let redis::Value::Array(records) = reply else {
+        return Vec::new();
+    };
+    records
+        .into_iter()
+        .filter_map(|r| {
+            let pairs: Vec<(redis::Value, redis::Value)> = match r {
+                redis::Value::Map(m) => m,
+                redis::Value::Array(a) => {
+                    let mut it = a.into_iter();
+                    let mut v = Vec::new();
+                    while let (Some(k), Some(val)) = (it.next(), it.next()) {
+                        v.push((k, val));
+                    }
+                    v
+                }
+                _ => return None,
+            };
+            Some(
+                pairs
+                    .into_iter()
+                    .filter_map(|(k, v)| match k {
+                        redis::Value::BulkString(b) => {
+                            Some((String::from_utf8_lossy(&b).into_owned(), v))
+                        }
+                        redis::Value::SimpleString(s) => Some((s, v)),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 /// `lag` and `pending` of group `herald` in an XINFO GROUPS reply.
 pub(crate) fn group_lag(reply: redis::Value) -> Option<(i64, i64)> {
-    let redis::Value::Array(groups) = reply else {
-        return None;
-    };
-    for g in groups {
-        let pairs: Vec<(redis::Value, redis::Value)> = match g {
-            redis::Value::Map(m) => m,
-            redis::Value::Array(a) => {
-                let mut it = a.into_iter();
-                let mut v = Vec::new();
-                while let (Some(k), Some(val)) = (it.next(), it.next()) {
-                    v.push((k, val));
-                }
-                v
-            }
-            _ => continue,
-        };
+    for record in info_records(reply) {
         let mut name = None;
         let (mut lag, mut pending) = (0, 0);
-        for (k, v) in pairs {
-            let key = match &k {
-                redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                redis::Value::SimpleString(s) => s.clone(),
-                _ => continue,
-            };
+        for (key, v) in record {
             match (key.as_str(), v) {
                 ("name", redis::Value::BulkString(b)) => name = Some(b),
                 ("lag", redis::Value::Int(n)) => lag = n,
@@ -329,30 +346,10 @@ async fn consumer_janitor(
 
 /// Names of consumers with nothing pending, idle past the threshold.
 fn dead_consumers(reply: redis::Value, ours: &str, idle_ms: i64) -> Vec<String> {
-    let redis::Value::Array(consumers) = reply else {
-        return Vec::new();
-    };
     let mut dead = Vec::new();
-    for c in consumers {
-        let pairs: Vec<(redis::Value, redis::Value)> = match c {
-            redis::Value::Map(m) => m,
-            redis::Value::Array(a) => {
-                let mut it = a.into_iter();
-                let mut v = Vec::new();
-                while let (Some(k), Some(val)) = (it.next(), it.next()) {
-                    v.push((k, val));
-                }
-                v
-            }
-            _ => continue,
-        };
+    for record in info_records(reply) {
         let (mut name, mut pending, mut idle) = (None, None, None);
-        for (k, v) in pairs {
-            let key = match &k {
-                redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                redis::Value::SimpleString(s) => s.clone(),
-                _ => continue,
-            };
+        for (key, v) in record {
             match (key.as_str(), v) {
                 ("name", redis::Value::BulkString(b)) => {
                     name = Some(String::from_utf8_lossy(&b).into_owned())

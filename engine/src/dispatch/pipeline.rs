@@ -158,13 +158,7 @@ pub async fn process_batch(
                                 attempt.saturating_sub(1),
                             );
                             dec.detail = Some("redelivered after a crash during its send; dispatch.ambiguous_policy = fail".into());
-                            emit(
-                                outcomes,
-                                partition,
-                                entry,
-                                permit,
-                                OutcomeKind::Decided(Box::new(dec)),
-                            );
+                            decide(outcomes, partition, entry, permit, dec);
                             continue;
                         }
                     }
@@ -175,24 +169,12 @@ pub async fn process_batch(
         if paused {
             let mut dec = Decision::new(msg, Status::Suppressed, Some("paused"), attempt);
             dec.detail = Some("the tenant is paused (control plane)".into());
-            emit(
-                outcomes,
-                partition,
-                entry,
-                permit,
-                OutcomeKind::Decided(Box::new(dec)),
-            );
+            decide(outcomes, partition, entry, permit, dec);
             continue;
         }
         if intent == Intent::Hold {
             let dec = hold(msg, raw, attempt, now);
-            emit(
-                outcomes,
-                partition,
-                entry,
-                permit,
-                OutcomeKind::Decided(Box::new(dec)),
-            );
+            decide(outcomes, partition, entry, permit, dec);
             continue;
         }
         // 5. send, off the shard's loop.
@@ -200,15 +182,26 @@ pub async fn process_batch(
         let outcomes = outcomes.clone();
         tokio::spawn(async move {
             let dec = send(&d, msg, raw, attempt, entry).await;
-            emit(
-                &outcomes,
-                partition,
-                entry,
-                permit,
-                OutcomeKind::Decided(Box::new(dec)),
-            );
+            decide(&outcomes, partition, entry, permit, dec);
         });
     }
+}
+
+/// Record a decision about a valid message.
+fn decide(
+    outcomes: &OutcomeSender,
+    partition: u16,
+    entry: StreamId,
+    permit: Option<OwnedSemaphorePermit>,
+    dec: Decision,
+) {
+    emit(
+        outcomes,
+        partition,
+        entry,
+        permit,
+        OutcomeKind::Decided(Box::new(dec)),
+    );
 }
 
 fn emit(
