@@ -358,17 +358,7 @@ async fn entries_of_a_dead_consumer_are_claimed_and_finished() {
     let redis = RedisServer::start();
     let mock = mock(0, 0.0).await;
     let mut conn = redis.conn().await;
-    for p in 0..4 {
-        let _: () = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(format!("herald:q:{{{p}}}"))
-            .arg("herald")
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    create_groups(&mut conn, 4).await;
     let msgs: Vec<Vec<u8>> = (0..12)
         .map(|i| msg_json(&format!("d{i}"), &number(i), "x"))
         .collect();
@@ -410,15 +400,7 @@ async fn redelivery_after_a_crash_follows_the_recorded_state() {
         let redis = RedisServer::start();
         let mock = mock(0, 0.0).await;
         let mut conn = redis.conn().await;
-        let _: () = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg("herald:q:{0}")
-            .arg("herald")
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        create_groups(&mut conn, 1).await;
         let done: String = redis::cmd("XADD")
             .arg("herald:q:{0}")
             .arg("*")
@@ -830,17 +812,7 @@ async fn dead_consumers_with_nothing_pending_are_removed_from_the_group() {
     let redis = RedisServer::start();
     let mock = mock(0, 0.0).await;
     let mut conn = redis.conn().await;
-    for p in 0..4 {
-        let _: () = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(format!("herald:q:{{{p}}}"))
-            .arg("herald")
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    create_groups(&mut conn, 4).await;
     // "gone" read nothing and holds nothing; "holding" died with an entry.
     let _: redis::Value = redis::cmd("XGROUP")
         .arg("CREATECONSUMER")

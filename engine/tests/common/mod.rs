@@ -265,6 +265,21 @@ impl Herald {
     }
 }
 
+/// Create the consumer group on partitions `0..n`, as Herald does at start.
+pub async fn create_groups(conn: &mut MultiplexedConnection, n: u16) {
+    for p in 0..n {
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(format!("herald:q:{{{p}}}"))
+            .arg("herald")
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await
+            .expect("XGROUP CREATE");
+    }
+}
+
 /// Queue raw `msg` values, partition by index.
 pub async fn xadd_raw(conn: &mut MultiplexedConnection, partitions: u16, msgs: &[Vec<u8>]) {
     let mut pipe = redis::pipe();
