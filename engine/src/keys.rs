@@ -1,8 +1,6 @@
 //! Redis key and stream names. The stream names and the consumer group are a
 //! contract (DESIGN §2, §3): tools outside this repository use them verbatim.
 
-use std::fmt::Write;
-
 /// Consumer group every Herald instance reads the queue with.
 pub const GROUP: &str = "herald";
 /// Outcome events, one entry per state change (DESIGN §3).
@@ -25,11 +23,18 @@ pub fn queue(partition: u16) -> String {
 /// Message state hash key.
 pub fn message(tenant: &str, id: &str) -> String {
     let mut k = String::with_capacity(MSG_PREFIX.len() + tenant.len() + id.len() + 1);
-    k.push_str(MSG_PREFIX);
-    k.push_str(tenant);
-    k.push(':');
-    k.push_str(id);
+    message_into(&mut k, tenant, id);
     k
+}
+
+/// Write the message state hash key into `buf` (cleared first): the hot
+/// path reuses one buffer per batch, since a command copies its arguments.
+pub fn message_into(buf: &mut String, tenant: &str, id: &str) {
+    buf.clear();
+    buf.push_str(MSG_PREFIX);
+    buf.push_str(tenant);
+    buf.push(':');
+    buf.push_str(id);
 }
 
 /// Decision trail list key.
@@ -38,7 +43,7 @@ pub fn trail(tenant: &str, id: &str) -> String {
     k.push_str(TRAIL_PREFIX);
     k.push_str(tenant);
     k.push(':');
-    let _ = write!(k, "{id}");
+    k.push_str(id);
     k
 }
 
@@ -63,6 +68,10 @@ mod tests {
         assert_eq!(queue(0), "herald:q:{0}");
         assert_eq!(queue(7), "herald:q:{7}");
         assert_eq!(message("acme", "x:1"), "herald:msg:acme:x:1");
+        assert_eq!(trail("acme", "x:1"), "herald:trail:acme:x:1");
+        let mut buf = String::from("stale");
+        message_into(&mut buf, "t", "i");
+        assert_eq!(buf, "herald:msg:t:i");
     }
 
     #[test]

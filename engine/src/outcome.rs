@@ -253,13 +253,15 @@ fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64) -> redis::Pipeline {
     // Acks are grouped per partition: one XACK (and XDEL) per stream per
     // batch instead of one per message.
     let mut acks: Vec<Vec<StreamId>> = vec![Vec::new(); cfg.streams.len()];
+    // One key buffer for the batch: commands copy their arguments.
+    let mut key = String::with_capacity(64);
     let ttl_ms = cfg.state_ttl.as_millis() as u64;
     let mut ts = itoa::Buffer::new();
     let ts = ts.format(now).to_owned();
     for o in batch {
         match &o.kind {
             OutcomeKind::AckOnly => {}
-            OutcomeKind::Decided(d) => decided(&mut pipe, o, d, cfg, &ts, now, ttl_ms),
+            OutcomeKind::Decided(d) => decided(&mut pipe, o, d, cfg, &ts, now, ttl_ms, &mut key),
             OutcomeKind::Duplicate(m) => {
                 let mut ev = event(cfg, &m.id, &m.tenant, Status::Duplicate, &ts);
                 ev.arg("reason").arg("duplicate");
@@ -338,6 +340,7 @@ fn decided(
     ts: &str,
     now: i64,
     ttl_ms: u64,
+    key: &mut String,
 ) {
     let m = &d.msg;
     let mut ev = event(cfg, &m.id, &m.tenant, d.status, ts);
@@ -366,9 +369,10 @@ fn decided(
     }
     pipe.add_command(ev).ignore();
 
-    let key = keys::message(&m.tenant, &m.id);
+    keys::message_into(key, &m.tenant, &m.id);
+    let key: &str = key;
     let mut hset = redis::cmd("HSET");
-    hset.arg(&key)
+    hset.arg(key)
         .arg("state")
         .arg(d.status.as_str())
         .arg("ts")
@@ -399,7 +403,7 @@ fn decided(
     if let Some(rq) = &d.requeue {
         // Keep the state at least until the message is due, plus the TTL.
         let keep = (rq.due - now).max(0) as u64 + ttl_ms;
-        pipe.cmd("PEXPIRE").arg(&key).arg(keep).ignore();
+        pipe.cmd("PEXPIRE").arg(key).arg(keep).ignore();
         let mut member = String::with_capacity(m.tenant.len() + m.id.len() + 1);
         member.push_str(&m.tenant);
         member.push(':');

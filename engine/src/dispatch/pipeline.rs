@@ -279,15 +279,13 @@ async fn claim_all(
     pending: &[Pending],
 ) -> Option<Vec<Claim>> {
     let ttl_ms = d.cfg.dispatch.idempotency_ttl.as_millis() as u64;
-    let keys: Vec<String> = pending
-        .iter()
-        .map(|p| keys::message(&p.msg.tenant, &p.msg.id))
-        .collect();
+    let mut key = String::with_capacity(64);
     let mut backoff = std::time::Duration::from_millis(50);
     loop {
         let mut pipe = redis::pipe();
-        for (p, key) in pending.iter().zip(&keys) {
-            queue::add_claim(&mut pipe, key, p.entry, p.intent, ttl_ms);
+        for p in pending {
+            keys::message_into(&mut key, &p.msg.tenant, &p.msg.id);
+            queue::add_claim(&mut pipe, &key, p.entry, p.intent, ttl_ms);
         }
         let outcome = match pipe.query_async::<Vec<redis::Value>>(conn).await {
             Ok(values) if values.len() == pending.len() * queue::CLAIM_REPLIES => {
@@ -297,7 +295,7 @@ async fn claim_all(
                     .map(|(replies, p)| queue::parse_claim(replies, p.entry, p.intent))
                     .collect();
                 match decided {
-                    Some(decided) => follow_up(conn, &keys, decided).await,
+                    Some(decided) => follow_up(conn, pending, decided).await,
                     None => Err("unexpected claim reply".to_string()),
                 }
             }
@@ -323,14 +321,14 @@ async fn claim_all(
 /// and releases) before anything is sent.
 async fn follow_up(
     conn: &mut queue::Conn,
-    keys: &[String],
+    pending: &[Pending],
     decided: Vec<(Claim, Option<queue::FollowUp>)>,
 ) -> Result<Vec<Claim>, String> {
     let mut pipe = redis::pipe();
     let mut any = false;
-    for ((_, follow), key) in decided.iter().zip(keys) {
+    for ((_, follow), p) in decided.iter().zip(pending) {
         if let Some(f) = follow {
-            f.add_to(&mut pipe, key);
+            f.add_to(&mut pipe, &keys::message(&p.msg.tenant, &p.msg.id));
             any = true;
         }
     }

@@ -280,6 +280,35 @@ pub async fn create_groups(conn: &mut MultiplexedConnection, n: u16) {
     }
 }
 
+/// Queue one `msg` on a partition; returns its stream entry id.
+pub async fn xadd_one(conn: &mut MultiplexedConnection, partition: u16, msg: Vec<u8>) -> String {
+    redis::cmd("XADD")
+        .arg(format!("herald:q:{{{partition}}}"))
+        .arg("*")
+        .arg("msg")
+        .arg(msg)
+        .query_async(conn)
+        .await
+        .expect("XADD")
+}
+
+/// Read a partition's new entries as `consumer`, which then "dies": they
+/// stay pending under its name.
+pub async fn read_as(conn: &mut MultiplexedConnection, consumer: &str, partition: u16) {
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("herald")
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(10_000)
+        .arg("STREAMS")
+        .arg(format!("herald:q:{{{partition}}}"))
+        .arg(">")
+        .query_async(conn)
+        .await
+        .expect("XREADGROUP");
+}
+
 /// Queue raw `msg` values, partition by index.
 pub async fn xadd_raw(conn: &mut MultiplexedConnection, partitions: u16, msgs: &[Vec<u8>]) {
     let mut pipe = redis::pipe();
