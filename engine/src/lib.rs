@@ -8,12 +8,15 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod consent;
 pub mod control;
 pub mod dispatch;
 pub mod http;
+pub mod inbound;
 pub mod keys;
 pub mod model;
 pub mod outcome;
+pub mod policy;
 pub mod providers;
 pub mod queue;
 pub mod server;

@@ -1,0 +1,4 @@
+//! Inbound replies (DESIGN §6): STOP / START / HELP and the rest.
+
+pub mod keywords;
+pub mod signature;
