@@ -33,7 +33,7 @@ pub enum ConfigError {
     Key { key: String, reason: String },
 }
 
-fn key_err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn key_err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Key {
         key: key.into(),
         reason: reason.into(),
@@ -57,6 +57,8 @@ pub struct FileConfig {
     pub telemetry: TelemetrySection,
     pub providers: BTreeMap<String, ProviderSection>,
     pub routes: RoutesSection,
+    pub compliance: ComplianceSection,
+    pub tenants: BTreeMap<String, TenantSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +239,64 @@ pub struct ProviderSection {
     pub permanent_failure_rate: Option<f64>,
 }
 
+/// `[compliance]`: where the rule tables come from and how deferred
+/// messages come back.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComplianceSection {
+    /// A rule-table file (same format as `config/compliance.toml`); unset:
+    /// the shipped tables, embedded at build time.
+    pub rules_file: Option<String>,
+    /// Messages deferred to a window's opening are spread over this many
+    /// seconds after it opens, not released in one burst.
+    pub release_spread_secs: u64,
+    /// Longest wait of one read of the consent change feed.
+    pub feed_block_ms: u64,
+}
+
+impl Default for ComplianceSection {
+    fn default() -> Self {
+        Self {
+            rules_file: None,
+            release_spread_secs: 600,
+            feed_block_ms: 250,
+        }
+    }
+}
+
+/// `[tenants.<name>]`: one brand's compliance policy and wording. A tenant
+/// without a section gets the defaults.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantSection {
+    /// `[tenants.<name>.consent.<purpose>]`.
+    pub consent: BTreeMap<String, PurposeSection>,
+    /// A plain STOP revokes every purpose (default true); `false`: only the
+    /// `marketing` purpose (STOP ALL still revokes all).
+    pub revoke_all_purposes: Option<bool>,
+    /// Extra sending windows, same fields as `[[window]]` in the rule table
+    /// minus `states`.
+    pub windows: Vec<toml::Value>,
+    pub opt_out_instructions: Option<String>,
+    pub help_text: Option<String>,
+    pub opt_out_confirmation: Option<String>,
+    pub opt_in_confirmation: Option<String>,
+    pub smart_encoding: bool,
+    /// Regular expressions; a body matching one is `suppressed` /
+    /// `content_blocked`.
+    pub blocked_content: Vec<String>,
+    /// The tenant's sending numbers (E.164): inbound replies to them belong
+    /// to this tenant.
+    pub senders: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct PurposeSection {
+    pub requires: Option<crate::policy::ConsentKind>,
+    pub unknown: Option<crate::policy::UnknownNumber>,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutesSection {
@@ -265,6 +325,9 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Indices into `providers`, in failover order.
     pub default_route: Vec<usize>,
+    /// Compliance rules and tenant policies, validated and compiled.
+    pub policy: std::sync::Arc<crate::policy::Policy>,
+    pub consent_feed_block: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -438,6 +501,8 @@ impl FileConfig {
             telemetry,
             providers: provider_sections,
             routes,
+            compliance,
+            tenants,
         } = self;
 
         if !(redis.url.starts_with("redis://")
@@ -606,6 +671,11 @@ impl FileConfig {
             lag_poll: ms(telemetry.lag_poll_ms),
             providers,
             default_route,
+            policy: std::sync::Arc::new(crate::policy::Policy::build(&compliance, tenants)?),
+            consent_feed_block: ms(positive(
+                "compliance.feed_block_ms",
+                compliance.feed_block_ms,
+            )?),
         })
     }
 }

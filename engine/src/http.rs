@@ -6,6 +6,11 @@
 //! - `POST /v1/messages` — one message or an array, same JSON as the queue;
 //!   bearer API key per tenant; `202` only after the entries are in Redis.
 //! - `GET /v1/messages/{tenant}/{id}` — current state and decision trail.
+//! - `POST /v1/policy/evaluate` — what the policy decides for a number,
+//!   category and instant (the dispatch path's own code).
+//! - `POST /v1/webhooks/twilio/inbound` — replies (STOP / START / HELP…),
+//!   signature-verified, answered with TwiML.
+//! - `GET /v1/consent/{tenant}/{number}` — a number's consent and evidence.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,9 +43,16 @@ pub struct HttpState {
     pub redis_up: Arc<AtomicBool>,
     /// Cancelled when shutdown begins: readiness turns false.
     pub shutdown: CancellationToken,
+    pub policy: Arc<crate::policy::Policy>,
+    pub consent: Arc<crate::consent::ConsentLedger>,
+    pub cap_script: redis::Script,
+    /// `control.token`: an admin may use every tenant's endpoints.
+    pub admin_token: String,
+    /// (account_sid, auth_token) of each twilio provider, for signatures.
+    pub twilio: Vec<(String, String)>,
 }
 
-type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 /// Accept connections until shutdown.
 pub async fn serve(listener: TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
@@ -104,7 +116,16 @@ async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
             let (tenant, id) = (decode_segment(tenant), decode_segment(id));
             get_message(state, &req, &tenant, &id).await
         }
-        (_, ["metrics" | "healthz" | "readyz"]) | (_, ["v1", "messages", ..]) => error(
+        (&Method::POST, ["v1", "policy", "evaluate"]) => evaluate_policy(state, req).await,
+        (&Method::POST, ["v1", "webhooks", "twilio", "inbound"]) => {
+            crate::inbound::webhook::twilio_inbound(state, req).await
+        }
+        (&Method::GET, ["v1", "consent", tenant, number]) => {
+            let (tenant, number) = (decode_segment(tenant), decode_segment(number));
+            get_consent(state, &req, &tenant, &number).await
+        }
+        (_, ["metrics" | "healthz" | "readyz"])
+        | (_, ["v1", "messages" | "policy" | "webhooks" | "consent", ..]) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "method not allowed",
@@ -135,7 +156,7 @@ fn decode_segment(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -145,7 +166,7 @@ fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Body>
     r
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     let mut body = serde_json::to_vec(v).unwrap_or_default();
     body.push(b'\n');
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -157,13 +178,13 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     r
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     json_response(status, &json!({"error": code, "message": message}))
 }
 
 /// The tenant whose API key the request carries, compared in constant time.
-fn authenticate<'a>(cfg: &'a HttpConfig, req: &Request<Incoming>) -> Option<&'a str> {
-    let auth = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+fn authenticate<'a>(cfg: &'a HttpConfig, headers: &http::HeaderMap) -> Option<&'a str> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let token = auth.strip_prefix("Bearer ")?.trim().as_bytes();
     let mut found = None;
     for (tenant, key) in &cfg.api_keys {
@@ -174,6 +195,262 @@ fn authenticate<'a>(cfg: &'a HttpConfig, req: &Request<Incoming>) -> Option<&'a 
     found
 }
 
+/// May the request act for `tenant`: its API key, or the admin token.
+fn authorized_for(state: &HttpState, headers: &http::HeaderMap, tenant: &str) -> bool {
+    if authenticate(&state.cfg, headers) == Some(tenant) {
+        return true;
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::trim);
+    !state.admin_token.is_empty()
+        && token.is_some_and(|t| constant_time_eq(t.as_bytes(), state.admin_token.as_bytes()))
+}
+
+/// Read a request body up to the configured limit.
+pub(crate) async fn read_body(
+    state: &HttpState,
+    req: Request<Incoming>,
+) -> Result<Bytes, Response<Body>> {
+    match Limited::new(req.into_body(), state.cfg.max_request_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body over http.max_request_bytes",
+        )),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluateRequest {
+    #[serde(default)]
+    tenant: Option<String>,
+    to: String,
+    #[serde(default)]
+    category: Option<model::Category>,
+    #[serde(default)]
+    recipient: Option<EvaluateRecipient>,
+    #[serde(default)]
+    at: Option<String>,
+    #[serde(default)]
+    consent: Option<crate::policy::ConsentKind>,
+    #[serde(default)]
+    debt_id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluateRecipient {
+    #[serde(default)]
+    tz: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+/// `POST /v1/policy/evaluate`: the dispatch path's policy for one number,
+/// category and instant, with the rules that fired. Frequency caps are
+/// peeked (never reserved). A deferral's `until` is an instant at which
+/// every window is open and every cap has room.
+async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
+    // The body names the tenant: read it, then authorise for that tenant.
+    let headers = req.headers().clone();
+    let body = match read_body(state, req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let r: EvaluateRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
+    };
+    let tenant = r.tenant.as_deref().unwrap_or(model::DEFAULT_TENANT);
+    if !authorized_for(state, &headers, tenant) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the tenant's API key or the admin token (control.token) is required",
+        );
+    }
+    let to = match model::parse_e164(&r.to) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_number", &e),
+    };
+    let at = match r.at.as_deref() {
+        None => jiff::Timestamp::now(),
+        Some(s) => match s.parse::<jiff::Timestamp>() {
+            Ok(t) => t,
+            Err(e) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    &format!("`at` is not RFC 3339: {e}"),
+                );
+            }
+        },
+    };
+    let (tz, st) = match &r.recipient {
+        Some(rc) => (rc.tz.as_deref(), rc.state.as_deref()),
+        None => (None, None),
+    };
+    if let Err(e) = model::validate_recipient(tz, st) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", &e);
+    }
+    let category = r.category.unwrap_or(model::Category::Transactional);
+    let on_file = state.consent.lookup(tenant, to);
+    let mut conn = state.redis.clone();
+    let mut t = at;
+    let mut all_fired = Vec::new();
+    // Quiet hours and caps alternate until one instant satisfies both: a
+    // cap frees at some instant, which may fall in quiet hours, whose end
+    // is checked against the caps again. Caps only free up over time, so
+    // this settles quickly; bounded anyway.
+    for _ in 0..8 {
+        let input = crate::policy::Input {
+            tenant,
+            to,
+            category,
+            recipient_tz: tz,
+            recipient_state: st,
+            at: t,
+            consent: r.consent,
+        };
+        let eval = state.policy.evaluate(&input, on_file);
+        let zones: Vec<&str> = eval.zones.iter().map(|z| z.name()).collect();
+        let first = all_fired.is_empty();
+        if first {
+            all_fired = eval.fired.clone();
+        }
+        match eval.verdict {
+            crate::policy::Verdict::Suppress { reason } => {
+                return json_response(
+                    StatusCode::OK,
+                    &json!({"decision": "suppress", "reason": reason, "zones": zones,
+                        "rules": all_fired, "consent": consent_json(on_file)}),
+                );
+            }
+            crate::policy::Verdict::Defer { until, .. } => {
+                if !first {
+                    all_fired.extend(
+                        eval.fired
+                            .into_iter()
+                            .filter(|f| f.effect != crate::policy::Effect::Allow),
+                    );
+                }
+                t = until;
+                continue;
+            }
+            crate::policy::Verdict::Allow => {
+                let caps = crate::policy::caps::keys(&eval.caps, to, r.debt_id.as_deref());
+                let member = crate::policy::caps::member(tenant, "\u{0}evaluate");
+                let free_at = match crate::policy::caps::check(
+                    &mut conn,
+                    &state.cap_script,
+                    &caps,
+                    &member,
+                    t.as_millisecond(),
+                    crate::policy::caps::Mode::Peek,
+                )
+                .await
+                {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "frequency-cap check failed");
+                        return error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "redis_unavailable",
+                            "could not read the frequency caps",
+                        );
+                    }
+                };
+                if let Some(ms) = free_at {
+                    for c in &caps {
+                        all_fired.push(crate::policy::Fired {
+                            rule: Arc::clone(&c.rule.id),
+                            citation: Arc::clone(&c.rule.citation),
+                            effect: crate::policy::Effect::Defer,
+                            detail: format!(
+                                "at most {} per {} h; room again at {}",
+                                c.rule.limit,
+                                c.rule.window_ms / 3_600_000,
+                                jiff::Timestamp::from_millisecond(ms).unwrap_or(t)
+                            ),
+                        });
+                    }
+                    t = jiff::Timestamp::from_millisecond(ms).unwrap_or(t);
+                    continue;
+                }
+                let body = if t == at {
+                    json!({"decision": "allow", "zones": zones, "rules": all_fired,
+                        "consent": consent_json(on_file)})
+                } else {
+                    json!({"decision": "defer", "until": t.to_string(), "zones": zones,
+                        "rules": all_fired, "consent": consent_json(on_file)})
+                };
+                return json_response(StatusCode::OK, &body);
+            }
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"decision": "defer", "until": t.to_string(), "rules": all_fired,
+            "consent": consent_json(on_file)}),
+    )
+}
+
+fn consent_json(st: crate::consent::replica::NumberState) -> Value {
+    let mut m = serde_json::Map::new();
+    for p in crate::consent::ledger::PURPOSES {
+        let s = st.get(p);
+        let mut v = json!({"state": crate::consent::ledger::state_name(s)});
+        if let crate::consent::replica::PurposeState::Granted(k) = s {
+            v["kind"] = Value::from(k.as_str());
+        }
+        m.insert(p.as_str().into(), v);
+    }
+    Value::Object(m)
+}
+
+/// `GET /v1/consent/{tenant}/{number}`: the replica's state and the stored
+/// evidence of each purpose.
+async fn get_consent(
+    state: &HttpState,
+    req: &Request<Incoming>,
+    tenant: &str,
+    number: &str,
+) -> Response<Body> {
+    if !authorized_for(state, req.headers(), tenant) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the tenant's API key or the admin token (control.token) is required",
+        );
+    }
+    let n = match model::parse_e164(number) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_number", &e),
+    };
+    let mut conn = state.redis.clone();
+    match crate::consent::ConsentLedger::detail(&mut conn, tenant, n).await {
+        Ok(detail) => json_response(
+            StatusCode::OK,
+            &json!({"tenant": tenant, "number": model::E164::render(n).as_str(),
+                "consent": consent_json(state.consent.lookup(tenant, n)),
+                "evidence": Value::Object(detail.into_iter().collect())}),
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis_unavailable",
+            "could not read the consent record",
+        ),
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -182,7 +459,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn post_messages(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
-    let Some(tenant) = authenticate(&state.cfg, &req).map(str::to_string) else {
+    let Some(tenant) = authenticate(&state.cfg, req.headers()).map(str::to_string) else {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -297,9 +574,9 @@ async fn get_message(
     tenant: &str,
     id: &str,
 ) -> Response<Body> {
-    match authenticate(&state.cfg, req) {
-        Some(t) if t == tenant => {}
-        _ => {
+    match authorized_for(state, req.headers(), tenant) {
+        true => {}
+        false => {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

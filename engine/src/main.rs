@@ -33,6 +33,19 @@ enum Command {
         /// Config file (TOML).
         file: PathBuf,
     },
+    /// Import existing consent records (JSON lines; see
+    /// `engine/src/consent/import.rs` for the format) into the ledger.
+    /// Every record is audited like a live change.
+    ImportConsent {
+        /// Config file (TOML): for `redis.url`.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Who runs the import, for the audit trail.
+        #[arg(long, default_value = "import")]
+        by: String,
+        /// JSON-lines file; `-` reads standard input.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +70,37 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::ImportConsent { config, by, file } => {
+            let cfg = match Config::load(&config, std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match import_consent(cfg, &by, &file) {
+                Ok(r) => {
+                    for (line, why) in &r.refused {
+                        eprintln!("{}:{line}: refused: {why}", file.display());
+                    }
+                    println!(
+                        "{} records imported, {} changed the ledger, {} refused",
+                        r.records,
+                        r.changed,
+                        r.refused.len()
+                    );
+                    if r.refused.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("herald: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config } => {
             let cfg = match Config::load(&config, std::env::vars()) {
                 Ok(c) => c,
@@ -97,6 +141,36 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
             signals.cancel();
         });
         herald_engine::server::run(cfg, Some(metrics), shutdown).await
+    })
+}
+
+fn import_consent(
+    cfg: Config,
+    by: &str,
+    file: &std::path::Path,
+) -> anyhow::Result<herald_engine::consent::import::ImportReport> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut conn = herald_engine::server::connect(&cfg, cfg.redis_response_timeout).await?;
+        let ledger = herald_engine::consent::ConsentLedger::default();
+        let report = if file.as_os_str() == "-" {
+            let stdin = std::io::stdin();
+            herald_engine::consent::import::import_jsonl(&mut conn, &ledger, stdin.lock(), by)
+                .await?
+        } else {
+            let f = std::fs::File::open(file)
+                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
+            herald_engine::consent::import::import_jsonl(
+                &mut conn,
+                &ledger,
+                std::io::BufReader::new(f),
+                by,
+            )
+            .await?
+        };
+        Ok(report)
     })
 }
 

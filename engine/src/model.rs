@@ -198,6 +198,24 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, Rejection> {
     validate(raw, limits)
 }
 
+/// Check `recipient.tz` (an IANA zone) and `recipient.state` (a US state or
+/// territory code): a typo must not silently drop a quiet-hours candidate.
+pub fn validate_recipient(tz: Option<&str>, state: Option<&str>) -> Result<(), String> {
+    if let Some(tz) = tz
+        && crate::policy::zones::Zone::by_name(tz).is_none()
+    {
+        return Err(format!("`recipient.tz` `{tz}` is not an IANA time zone"));
+    }
+    if let Some(st) = state
+        && st.parse::<crate::policy::zones::StateCode>().is_err()
+    {
+        return Err(format!(
+            "`recipient.state` `{st}` is not a US state or territory code"
+        ));
+    }
+    Ok(())
+}
+
 fn reject(reason: RejectReason, detail: String) -> Rejection {
     Rejection {
         reason,
@@ -339,21 +357,8 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
     let (recipient_tz, recipient_state) = match raw.recipient {
         None => (None, None),
         Some(r) => {
-            if let Some(tz) = r.tz.as_deref()
-                && jiff::tz::TimeZone::get(tz).is_err()
-            {
-                return Err(fail(
-                    RejectReason::InvalidField,
-                    format!("`recipient.tz` `{tz}` is not an IANA time zone"),
-                ));
-            }
-            if let Some(st) = r.state.as_deref()
-                && !(st.len() == 2 && st.bytes().all(|b| b.is_ascii_alphabetic()))
-            {
-                return Err(fail(
-                    RejectReason::InvalidField,
-                    format!("`recipient.state` `{st}` is not a two-letter state code"),
-                ));
+            if let Err(e) = validate_recipient(r.tz.as_deref(), r.state.as_deref()) {
+                return Err(fail(RejectReason::InvalidField, e));
             }
             (
                 r.tz.map(Cow::into_owned),

@@ -114,6 +114,14 @@ pub struct Decision {
     pub segments: Option<u32>,
     /// `until` of a deferral / retry.
     pub requeue: Option<Requeue>,
+    /// The compliance rules behind the decision, for the trail.
+    pub fired: Vec<crate::policy::Fired>,
+    /// Frequency-cap places this message reserved: given back in the same
+    /// transaction unless it was sent.
+    pub caps: Vec<crate::policy::caps::CapKey>,
+    /// A ledger change the decision implies (a carrier-held opt-out, Twilio
+    /// 21610), recorded atomically with it.
+    pub consent: Option<crate::consent::ledger::OwnedChange>,
 }
 
 impl Decision {
@@ -128,6 +136,9 @@ impl Decision {
             attempt,
             segments: None,
             requeue: None,
+            fired: Vec::new(),
+            caps: Vec::new(),
+            consent: None,
         }
     }
 }
@@ -245,6 +256,8 @@ struct TrailEntry<'a> {
     provider_id: Option<&'a str>,
     attempt: u32,
     entry: String,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    rules: &'a [crate::policy::Fired],
 }
 
 fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64) -> redis::Pipeline {
@@ -279,6 +292,7 @@ fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64) -> redis::Pipeline {
                     provider_id: None,
                     attempt: 0,
                     entry: o.entry.to_string(),
+                    rules: &[],
                 };
                 trail(&mut pipe, &m.tenant, &m.id, &entry, ttl_ms);
             }
@@ -400,6 +414,16 @@ fn decided(
             .arg(rq.due);
     }
     pipe.add_command(hset).ignore();
+    if d.status != Status::Sent && !d.caps.is_empty() {
+        // Not sent: give back the cap places it reserved.
+        let member = crate::policy::caps::member(&m.tenant, &m.id);
+        for c in &d.caps {
+            pipe.cmd("ZREM").arg(&c.key).arg(&member).ignore();
+        }
+    }
+    if let Some(ch) = &d.consent {
+        crate::consent::ledger::add_eval(pipe, &ch.as_change());
+    }
     if let Some(rq) = &d.requeue {
         // Keep the state at least until the message is due, plus the TTL.
         let keep = (rq.due - now).max(0) as u64 + ttl_ms;
@@ -431,6 +455,7 @@ fn decided(
         provider_id: d.provider_id.as_deref(),
         attempt: d.attempt,
         entry: o.entry.to_string(),
+        rules: &d.fired,
     };
     trail(pipe, &m.tenant, &m.id, &entry, ttl_ms);
 }
@@ -493,6 +518,7 @@ fn rejected(
             provider_id: None,
             attempt: 0,
             entry: o.entry.to_string(),
+            rules: &[],
         };
         trail(pipe, tenant, id, &entry, ttl_ms);
     }

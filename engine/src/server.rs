@@ -73,9 +73,31 @@ pub async fn run(
     // Work (stops on `stop_reading`) and the HTTP listener (stops last, so
     // /readyz answers 503 while draining).
     let stop_reading = CancellationToken::new();
+    // Time-zone tables are parsed now, not on the first message.
+    crate::policy::zones::preload();
+    let today = jiff::Zoned::now().date();
+    match cfg.policy.rules.holidays_through() {
+        Some(last) if last < today => tracing::warn!(
+            %last,
+            "the rule table's state holidays end before today: update the holiday lists (compliance.rules_file)"
+        ),
+        _ => {}
+    }
+    // Consent is known before the first message is read: the replica is
+    // loaded whole, then follows the audit feed from where the load began.
+    let started = std::time::Instant::now();
+    let (ledger, feed_from) = crate::consent::ConsentLedger::load(&mut admin).await?;
+    let ledger = Arc::new(ledger);
+    crate::telemetry::consent_numbers(ledger.replica().len());
+    tracing::info!(
+        numbers = ledger.replica().len(),
+        ms = started.elapsed().as_millis() as u64,
+        "consent replica ready"
+    );
     let d = Arc::new(Dispatcher::new(
         cfg.clone(),
         providers,
+        Arc::clone(&ledger),
         stop_reading.clone(),
     ));
     let shards = d.cfg.dispatch.shards.min(usize::from(d.cfg.partitions));
@@ -93,6 +115,12 @@ pub async fn run(
 
     let redis_up = Arc::new(AtomicBool::new(true));
     let http_stop = CancellationToken::new();
+    let feed = tokio::spawn(Arc::clone(&ledger).follow(
+        connect(&cfg, cfg.consent_feed_block + cfg.redis_response_timeout).await?,
+        feed_from,
+        cfg.consent_feed_block,
+        http_stop.clone(),
+    ));
     let health = tokio::spawn(health_checker(
         admin.clone(),
         Arc::clone(&redis_up),
@@ -122,6 +150,20 @@ pub async fn run(
         redis: admin.clone(),
         redis_up,
         shutdown: shutdown.clone(),
+        policy: Arc::clone(&cfg.policy),
+        consent: Arc::clone(&ledger),
+        cap_script: redis::Script::new(crate::policy::caps::CAP_LUA),
+        admin_token: cfg.control.token.clone(),
+        twilio: cfg
+            .providers
+            .iter()
+            .filter_map(|p| match &p.kind {
+                crate::config::ProviderKind::Twilio(t) => {
+                    Some((t.account_sid.clone(), t.auth_token.clone()))
+                }
+                _ => None,
+            })
+            .collect(),
     });
     let http_task = tokio::spawn(http::serve(http_listener, http_state, http_stop.clone()));
     let pauses_task = tokio::spawn(crate::tenants::run_refresher(
@@ -162,6 +204,7 @@ pub async fn run(
     let _ = janitor.await;
     let _ = http_task.await;
     let _ = pauses_task.await;
+    let _ = feed.await;
     if let Ok(Err(e)) = control_task.await {
         tracing::warn!(error = %e, "control service stopped with an error");
     }

@@ -654,7 +654,6 @@ async fn http_post(port: u16, path: &str, key: &str, body: &serde_json::Value) -
     http_request(port, "POST", path, Some(key), Some(body.to_string())).await
 }
 
-/// A minimal HTTP/1.1 client: one request per connection.
 async fn http_request(
     port: u16,
     method: &str,
@@ -662,30 +661,20 @@ async fn http_request(
     key: Option<&str>,
     body: Option<String>,
 ) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return (0, String::new());
-    };
-    let body = body.unwrap_or_default();
-    let auth = key
-        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
         .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    http_call(
+        port,
+        method,
+        path,
+        &headers,
+        "application/json",
+        &body.unwrap_or_default(),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

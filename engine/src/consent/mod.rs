@@ -2,4 +2,8 @@
 //! purpose), with Redis as the source of truth and a lock-free replica in
 //! every instance.
 
+pub mod import;
+pub mod ledger;
 pub mod replica;
+
+pub use ledger::ConsentLedger;

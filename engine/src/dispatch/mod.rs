@@ -42,10 +42,21 @@ pub struct Dispatcher {
     /// Permits shards hold for a read still waiting on Redis: reserved, not
     /// messages in flight.
     pub reserved_for_reads: std::sync::atomic::AtomicUsize,
+    /// Compliance rules and tenant policies (immutable).
+    pub policy: Arc<crate::policy::Policy>,
+    /// Consent state (lock-free replica fed by the audit stream).
+    pub consent: Arc<crate::consent::ConsentLedger>,
+    /// The frequency-cap script.
+    pub cap_script: redis::Script,
 }
 
 impl Dispatcher {
-    pub fn new(cfg: Config, providers: Providers, shutdown: CancellationToken) -> Dispatcher {
+    pub fn new(
+        cfg: Config,
+        providers: Providers,
+        consent: Arc<crate::consent::ConsentLedger>,
+        shutdown: CancellationToken,
+    ) -> Dispatcher {
         let streams: Arc<[String]> = (0..cfg.partitions).map(keys::queue).collect();
         Dispatcher {
             limits: Limits {
@@ -60,6 +71,9 @@ impl Dispatcher {
             pauses: Arc::default(),
             counts: Arc::default(),
             reserved_for_reads: std::sync::atomic::AtomicUsize::new(0),
+            policy: Arc::clone(&cfg.policy),
+            consent,
+            cap_script: redis::Script::new(crate::policy::caps::CAP_LUA),
             cfg,
         }
     }

@@ -1,8 +1,11 @@
 //! The per-message path, top to bottom:
 //!
-//! decode → validate → timing (send_at / expires_at) → claim (dedupe +
-//! attempt record, one pipelined script call per batch) → route → send
-//! (bounded) → outcome (batched, atomic with the ack).
+//! decode → validate → timing (send_at / expires_at) → policy (consent,
+//! quiet hours: in-memory) → content (blocked patterns, opt-out
+//! instructions, encoding, segments) → claim (dedupe + attempt record, one
+//! pipeline per batch) → frequency caps (one pipeline per batch, only for
+//! messages a cap applies to) → route → send (bounded) → outcome (batched,
+//! atomic with the ack).
 //!
 //! Nothing here takes a lock or makes an unbatched Redis round trip.
 
@@ -14,8 +17,9 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::config::AmbiguousPolicy;
 use crate::keys;
-use crate::model::{self, E164, Message, RejectReason, Rejection};
+use crate::model::{self, Category, E164, Message, RejectReason, Rejection};
 use crate::outcome::{Decision, Outcome, OutcomeKind, OutcomeSender, Requeue, Status, now_ms};
+use crate::policy;
 use crate::queue::{self, Claim, Entry, Intent, StreamId};
 use crate::telemetry;
 
@@ -28,9 +32,37 @@ struct Pending {
     msg: Message,
     raw: Vec<u8>,
     intent: Intent,
-    /// The tenant is paused: decided `suppressed` / `paused` after the claim.
-    paused: bool,
+    /// Why it is not sent now, if it is not: decided after the claim.
+    held: Option<Held>,
+    /// Segments of the body as it will be sent.
+    segments: u32,
+    /// Frequency caps that apply if it is sent.
+    caps: Vec<Arc<policy::rules::CapRule>>,
     permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The in-memory stages' result for one message.
+struct Screened {
+    held: Option<Held>,
+    segments: u32,
+    caps: Vec<Arc<policy::rules::CapRule>>,
+}
+
+/// Why a valid message is not sent now.
+#[derive(Debug)]
+enum Held {
+    /// An admin paused the tenant (control plane).
+    Paused,
+    /// `send_at` is ahead, or `expires_at` passed.
+    Timing,
+    /// The compliance policy defers or suppresses it.
+    Policy(Box<policy::Evaluation>),
+    /// Its content is blocked or cannot be sent.
+    Content {
+        status: Status,
+        reason: &'static str,
+        detail: String,
+    },
 }
 
 /// Process one batch of entries. `permits` holds one in-flight permit per
@@ -84,11 +116,14 @@ pub async fn process_batch(
                 continue;
             }
         };
-        // 2. timing: a message that is not due or already expired is held,
-        //    and its claim records no send attempt.
-        // An admin paused the tenant (control plane): nothing is sent.
-        let paused = d.pauses.is_paused(&msg.tenant);
-        let intent = if paused || timing(&msg, now).is_some() {
+        // 2. pause, timing, policy, content: all in memory.
+        let mut msg = msg;
+        let Screened {
+            held,
+            segments,
+            caps,
+        } = screen(d, &mut msg, now);
+        let intent = if held.is_some() {
             Intent::Hold
         } else {
             Intent::Send
@@ -99,7 +134,9 @@ pub async fn process_batch(
             msg,
             raw,
             intent,
-            paused,
+            held,
+            segments,
+            caps,
             permit,
         });
     }
@@ -116,7 +153,8 @@ pub async fn process_batch(
         None => return,
     };
 
-    // 4. act on each claim.
+    // 4. act on each claim; collect the sends.
+    let mut sends: Vec<Send> = Vec::with_capacity(pending.len());
     for (p, claim) in pending.into_iter().zip(claims) {
         let Pending {
             partition,
@@ -124,7 +162,9 @@ pub async fn process_batch(
             msg,
             raw,
             intent,
-            paused,
+            held,
+            segments,
+            caps,
             permit,
         } = p;
         let attempt = match claim {
@@ -166,25 +206,318 @@ pub async fn process_batch(
                 attempt
             }
         };
-        if paused {
-            let mut dec = Decision::new(msg, Status::Suppressed, Some("paused"), attempt);
-            dec.detail = Some("the tenant is paused (control plane)".into());
+        if let Some(held) = held {
+            let dec = decide_held(d, held, msg, raw, attempt, now);
             decide(outcomes, partition, entry, permit, dec);
             continue;
         }
-        if intent == Intent::Hold {
-            let dec = hold(msg, raw, attempt, now);
-            decide(outcomes, partition, entry, permit, dec);
-            continue;
-        }
-        // 5. send, off the shard's loop.
+        let caps = if caps.is_empty() {
+            Vec::new()
+        } else {
+            policy::caps::keys(&caps, msg.to, msg.debt_id.as_deref())
+        };
+        sends.push(Send {
+            partition,
+            entry,
+            msg,
+            raw,
+            attempt,
+            segments,
+            caps,
+            permit,
+        });
+    }
+
+    // 5. frequency caps, counted when sent: reserve a place for each message
+    //    a cap applies to (one pipeline), defer the ones with no room.
+    if sends.iter().any(|s| !s.caps.is_empty()) {
+        reserve_caps(d, conn, &mut sends, outcomes, now).await;
+    }
+
+    // 6. send, off the shard's loop.
+    for s in sends {
         let d = Arc::clone(d);
         let outcomes = outcomes.clone();
         tokio::spawn(async move {
-            let dec = send(&d, msg, raw, attempt, entry).await;
+            let Send {
+                partition,
+                entry,
+                msg,
+                raw,
+                attempt,
+                segments,
+                caps,
+                permit,
+            } = s;
+            let mut dec = send(&d, msg, raw, attempt, entry).await;
+            dec.segments = dec.segments.or(Some(segments));
+            dec.caps = caps;
             decide(&outcomes, partition, entry, permit, dec);
         });
     }
+}
+
+/// A message cleared for sending.
+struct Send {
+    partition: u16,
+    entry: StreamId,
+    msg: Message,
+    raw: Vec<u8>,
+    attempt: u32,
+    segments: u32,
+    caps: Vec<policy::caps::CapKey>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Everything decided in memory before the claim: pause, timing, policy and
+/// content. Returns why the message is held (if it is) and its segments.
+/// The body is rewritten in place when content rules change it.
+fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Screened {
+    let held = |h: Held| Screened {
+        held: Some(h),
+        segments: 0,
+        caps: Vec::new(),
+    };
+    if d.pauses.is_paused(&msg.tenant) {
+        return held(Held::Paused);
+    }
+    if timing(msg, now).is_some() {
+        return held(Held::Timing);
+    }
+    let at = jiff::Timestamp::from_millisecond(now).unwrap_or_else(|_| jiff::Timestamp::now());
+    let input = policy::Input {
+        tenant: &msg.tenant,
+        to: msg.to,
+        category: msg.category,
+        recipient_tz: msg.recipient_tz.as_deref(),
+        recipient_state: msg.recipient_state.as_deref(),
+        at,
+        consent: None,
+    };
+    let on_file = d.consent.lookup(&msg.tenant, msg.to);
+    let eval = d.policy.evaluate(&input, on_file);
+    if eval.verdict != policy::Verdict::Allow {
+        return held(Held::Policy(Box::new(eval)));
+    }
+    match prepare_content(d.policy.tenant(&msg.tenant), msg, d.limits.max_body_chars) {
+        Ok(segments) => Screened {
+            held: None,
+            segments,
+            caps: eval.caps,
+        },
+        Err(h) => held(h),
+    }
+}
+
+/// The content stage (DESIGN §6): blocked patterns, opt-out instructions,
+/// smart encoding; returns the segments of the body as it will be sent.
+fn prepare_content(
+    tp: &policy::TenantPolicy,
+    msg: &mut Message,
+    max_chars: usize,
+) -> Result<u32, Held> {
+    use policy::content;
+    if let Some(pattern) = tp.blocked.check(&msg.body) {
+        return Err(Held::Content {
+            status: Status::Suppressed,
+            reason: "content_blocked",
+            detail: format!("the body matches the tenant's blocked pattern `{pattern}`"),
+        });
+    }
+    // Reg F 12 CFR 1006.6(e): each electronic communication carries a clear
+    // opt-out; CTIA asks the same of marketing.
+    if matches!(msg.category, Category::Collections | Category::Marketing)
+        && let std::borrow::Cow::Owned(b) =
+            content::with_opt_out(&msg.body, &tp.opt_out_instructions)
+    {
+        msg.body = b;
+    }
+    if tp.smart_encoding
+        && let std::borrow::Cow::Owned(b) = content::smart_encode(&msg.body)
+    {
+        msg.body = b;
+    }
+    let chars = msg.body.chars().count();
+    if chars > max_chars {
+        return Err(Held::Content {
+            status: Status::Rejected,
+            reason: "body_too_long",
+            detail: format!(
+                "the body is {chars} characters with its opt-out instructions; the limit is {max_chars}"
+            ),
+        });
+    }
+    let seg = content::segments(&msg.body);
+    telemetry::segments(seg.encoding.as_str(), seg.segments);
+    Ok(seg.segments)
+}
+
+/// Reserve cap places for every send that has caps, in one pipeline; the
+/// ones without room are deferred until a place frees (and checked again,
+/// quiet hours included, when released). Redis errors: those messages are
+/// deferred briefly rather than sent uncounted.
+async fn reserve_caps(
+    d: &Arc<Dispatcher>,
+    conn: &mut queue::Conn,
+    sends: &mut Vec<Send>,
+    outcomes: &OutcomeSender,
+    now: i64,
+) {
+    let mut pipe = redis::pipe();
+    pipe.load_script(&d.cap_script).ignore();
+    let mut n = 0;
+    for s in sends.iter().filter(|s| !s.caps.is_empty()) {
+        let member = policy::caps::member(&s.msg.tenant, &s.msg.id);
+        policy::caps::add_check(
+            &mut pipe,
+            &d.cap_script,
+            &s.caps,
+            &member,
+            now,
+            policy::caps::Mode::Reserve,
+        );
+        n += 1;
+    }
+    let replies: Vec<i64> = match pipe.query_async::<Vec<i64>>(conn).await {
+        Ok(r) if r.len() == n => r,
+        Ok(_) | Err(_) => {
+            telemetry::redis_error("frequency_cap");
+            vec![now + 5_000; n]
+        }
+    };
+    let mut replies = replies.into_iter();
+    let mut kept = Vec::with_capacity(sends.len());
+    for s in sends.drain(..) {
+        if s.caps.is_empty() {
+            kept.push(s);
+            continue;
+        }
+        let free_at = replies.next().unwrap_or(now + 5_000);
+        if free_at <= 0 {
+            kept.push(s);
+            continue;
+        }
+        let Send {
+            partition,
+            entry,
+            msg,
+            raw,
+            attempt,
+            caps,
+            permit,
+            ..
+        } = s;
+        let mut fired = Vec::with_capacity(caps.len());
+        for c in &caps {
+            fired.push(policy::Fired {
+                rule: Arc::clone(&c.rule.id),
+                citation: Arc::clone(&c.rule.citation),
+                effect: policy::Effect::Defer,
+                detail: format!(
+                    "{} per {} h reached for +{}",
+                    c.rule.limit,
+                    c.rule.window_ms / 3_600_000,
+                    msg.to
+                ),
+            });
+        }
+        telemetry::policy_deferral("frequency_cap");
+        let mut dec = defer(msg, raw, attempt, free_at, "frequency_cap");
+        dec.fired = fired;
+        decide(outcomes, partition, entry, permit, dec);
+    }
+    *sends = kept;
+}
+
+/// Decide a message held before the claim.
+fn decide_held(
+    d: &Dispatcher,
+    held: Held,
+    msg: Message,
+    raw: Vec<u8>,
+    attempt: u32,
+    now: i64,
+) -> Decision {
+    match held {
+        Held::Paused => {
+            let mut dec = Decision::new(msg, Status::Suppressed, Some("paused"), attempt);
+            dec.detail = Some("the tenant is paused (control plane)".into());
+            dec
+        }
+        Held::Timing => hold(msg, raw, attempt, now),
+        Held::Content {
+            status,
+            reason,
+            detail,
+        } => {
+            let mut dec = Decision::new(msg, status, Some(reason), attempt);
+            dec.detail = Some(detail);
+            dec
+        }
+        Held::Policy(eval) => {
+            let eval = *eval;
+            match eval.verdict {
+                policy::Verdict::Allow => {
+                    // Not held: unreachable by construction; defer at once
+                    // rather than send without the cap stage.
+                    defer(msg, raw, attempt, now, "quiet_hours")
+                }
+                policy::Verdict::Suppress { reason } => {
+                    let mut dec = Decision::new(msg, Status::Suppressed, Some(reason), attempt);
+                    dec.detail = eval
+                        .fired
+                        .iter()
+                        .find(|f| f.effect == policy::Effect::Suppress)
+                        .map(|f| f.detail.clone());
+                    dec.fired = eval.fired;
+                    dec
+                }
+                policy::Verdict::Defer {
+                    until,
+                    closes_at,
+                    reason,
+                } => {
+                    // DESIGN §6: releases are spread over the first minutes of
+                    // the window, not one burst at its opening.
+                    let open = until.as_millisecond();
+                    let room = (closes_at.as_millisecond() - open) / 2;
+                    let spread = d.policy.release_spread_ms.min(room).max(0);
+                    let due = open + spread_offset(&msg.tenant, &msg.id, spread);
+                    telemetry::policy_deferral(reason);
+                    let mut dec = defer(msg, raw, attempt, due, reason);
+                    dec.detail = Some(format!("{} until {}", reason, until));
+                    dec.fired = eval.fired;
+                    dec
+                }
+            }
+        }
+    }
+}
+
+/// A deferral to `due`, or `expired` when the message's validity ends first.
+fn defer(msg: Message, raw: Vec<u8>, attempt: u32, due: i64, reason: &'static str) -> Decision {
+    if msg.expires_at.is_some_and(|exp| exp <= due) {
+        let mut dec = Decision::new(msg, Status::Expired, Some("expires_at"), attempt);
+        dec.detail = Some(format!("deferred ({reason}) past `expires_at`"));
+        return dec;
+    }
+    let mut dec = Decision::new(msg, Status::Deferred, Some(reason), attempt);
+    dec.requeue = Some(Requeue { due, raw });
+    dec
+}
+
+/// A stable offset in `[0, spread)` for a message: FNV-1a of tenant and id,
+/// so a redelivered deferral lands on the same instant.
+fn spread_offset(tenant: &str, id: &str, spread: i64) -> i64 {
+    if spread <= 0 {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in tenant.bytes().chain([b':']).chain(id.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % spread as u64) as i64
 }
 
 /// Record a decision about a valid message.
@@ -418,7 +751,32 @@ fn failed_send(
         dec
     };
     let Some(retry_after) = retry_after else {
-        return fail(msg, reason, detail);
+        let carrier_opt_out = matches!(
+            err,
+            SendError::Permanent {
+                kind: herald_adapters::PermanentKind::CarrierOptOut,
+                ..
+            }
+        );
+        let tenant = msg.tenant.clone();
+        let (number, id) = (msg.to, msg.id.clone());
+        let mut dec = fail(msg, reason, detail);
+        if carrier_opt_out {
+            // DESIGN §4: Twilio 21610 means the carrier holds an opt-out
+            // (the person texted STOP to the sender): record it in the
+            // ledger, all purposes, with the failed message as evidence.
+            dec.consent = Some(crate::consent::ledger::OwnedChange {
+                tenant,
+                number,
+                purposes: crate::consent::ledger::PURPOSES.to_vec(),
+                state: crate::consent::replica::PurposeState::Revoked,
+                source: "carrier",
+                by: provider.to_string(),
+                evidence: format!("{provider} refused message `{id}`: {err}"),
+                at_ms: now,
+            });
+        }
+        return dec;
     };
     if attempt >= d.cfg.dispatch.max_attempts {
         return fail(msg, "attempts_exhausted", detail);

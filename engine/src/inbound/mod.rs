@@ -2,3 +2,4 @@
 
 pub mod keywords;
 pub mod signature;
+pub mod webhook;

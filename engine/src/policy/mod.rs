@@ -55,3 +55,448 @@ pub struct Fired {
     /// What it found, for a human (`closed in America/Chicago until 08:00`).
     pub detail: String,
 }
+
+pub mod caps;
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use jiff::Timestamp;
+
+use crate::config::{ComplianceSection, ConfigError, PurposeSection, TenantSection, key_err};
+use crate::consent::ledger::PURPOSES;
+use crate::consent::replica::{NumberState, PurposeState};
+use crate::model::{Category, E164};
+use content::BlockedContent;
+use rules::{CapRule, Rules, WindowRule};
+use zones::Zone;
+
+/// What a number with no consent record gets, per purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownNumber {
+    /// The tenant attests prior express consent by sending (DESIGN §6: the
+    /// consumer gave the number for the account).
+    Allow,
+    /// Consent must be on file.
+    Suppress,
+}
+
+/// Consent policy of one purpose.
+#[derive(Debug, Clone, Copy)]
+pub struct PurposePolicy {
+    pub requires: ConsentKind,
+    pub unknown: UnknownNumber,
+}
+
+/// One tenant's compiled policy.
+#[derive(Debug)]
+pub struct TenantPolicy {
+    /// By `Category as usize`.
+    pub consent: [PurposePolicy; 3],
+    pub revoke_all_purposes: bool,
+    pub windows: Vec<WindowRule>,
+    pub opt_out_instructions: String,
+    pub help_text: String,
+    pub opt_out_confirmation: String,
+    pub opt_in_confirmation: String,
+    pub smart_encoding: bool,
+    pub blocked: BlockedContent,
+}
+
+const DEFAULT_OPT_OUT: &str = "Reply STOP to stop texts to this telephone number.";
+const DEFAULT_HELP: &str = "Account and payment notices. Msg&data rates may apply. Reply STOP to stop texts to this telephone number.";
+const DEFAULT_STOP_CONFIRM: &str =
+    "You will no longer receive texts from us at this number. Reply START to resume.";
+const DEFAULT_START_CONFIRM: &str =
+    "You will receive texts from us again at this number. Reply STOP to stop.";
+
+impl TenantPolicy {
+    fn build(key: &str, s: TenantSection) -> Result<(TenantPolicy, Vec<u64>), ConfigError> {
+        // Shipped defaults, DESIGN §6: transactional and collections rely on
+        // the prior express consent a tenant attests by sending; marketing
+        // needs express written consent on file (47 CFR 64.1200(a)(2)).
+        let mut consent = [
+            PurposePolicy {
+                requires: ConsentKind::Express,
+                unknown: UnknownNumber::Allow,
+            },
+            PurposePolicy {
+                requires: ConsentKind::Express,
+                unknown: UnknownNumber::Allow,
+            },
+            PurposePolicy {
+                requires: ConsentKind::ExpressWritten,
+                unknown: UnknownNumber::Suppress,
+            },
+        ];
+        for (purpose, PurposeSection { requires, unknown }) in &s.consent {
+            let Some(c) = PURPOSES.iter().find(|c| c.as_str() == purpose) else {
+                return Err(key_err(
+                    format!("{key}.consent.{purpose}"),
+                    "unknown purpose (transactional, collections, marketing)",
+                ));
+            };
+            let p = &mut consent[*c as usize];
+            if let Some(r) = requires {
+                p.requires = *r;
+            }
+            if let Some(u) = unknown {
+                p.unknown = *u;
+            }
+        }
+        let windows = if s.windows.is_empty() {
+            Vec::new()
+        } else {
+            WindowRule::parse_tenant_windows(
+                &format!("{key}.windows"),
+                toml::Value::Array(s.windows),
+            )
+            .map_err(|e| key_err(e.path, e.reason))?
+        };
+        let blocked = BlockedContent::new(&s.blocked_content)
+            .map_err(|e| key_err(format!("{key}.blocked_content"), e))?;
+        let mut senders = Vec::with_capacity(s.senders.len());
+        for n in &s.senders {
+            let digits = crate::model::parse_e164(n)
+                .map_err(|e| key_err(format!("{key}.senders"), format!("`{n}`: {e}")))?;
+            senders.push(digits);
+        }
+        let text = |v: Option<String>, field: &str, default: &str| match v {
+            Some(t) if t.trim().is_empty() => {
+                Err(key_err(format!("{key}.{field}"), "must not be empty"))
+            }
+            Some(t) => Ok(t),
+            None => Ok(default.to_string()),
+        };
+        Ok((
+            TenantPolicy {
+                consent,
+                revoke_all_purposes: s.revoke_all_purposes.unwrap_or(true),
+                windows,
+                opt_out_instructions: text(
+                    s.opt_out_instructions,
+                    "opt_out_instructions",
+                    DEFAULT_OPT_OUT,
+                )?,
+                help_text: text(s.help_text, "help_text", DEFAULT_HELP)?,
+                opt_out_confirmation: text(
+                    s.opt_out_confirmation,
+                    "opt_out_confirmation",
+                    DEFAULT_STOP_CONFIRM,
+                )?,
+                opt_in_confirmation: text(
+                    s.opt_in_confirmation,
+                    "opt_in_confirmation",
+                    DEFAULT_START_CONFIRM,
+                )?,
+                smart_encoding: s.smart_encoding,
+                blocked,
+            },
+            senders,
+        ))
+    }
+}
+
+/// The compiled policy: rule tables plus every tenant's settings. Immutable;
+/// shared by all shards.
+#[derive(Debug)]
+pub struct Policy {
+    pub rules: Rules,
+    /// The rule table's caps, shared into each evaluation.
+    caps: Vec<Arc<CapRule>>,
+    tenants: HashMap<String, TenantPolicy>,
+    default_tenant: TenantPolicy,
+    /// Sending number → tenant, for inbound replies.
+    by_sender: HashMap<u64, String>,
+    /// Deferred messages are spread over this long after a window opens.
+    pub release_spread_ms: i64,
+}
+
+/// What the policy decides for one message at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// Not before `until`; `reason` is the event's reason (`quiet_hours`).
+    Defer {
+        until: Timestamp,
+        /// End of the open interval that starts at `until`, to spread
+        /// releases inside it.
+        closes_at: Timestamp,
+        reason: &'static str,
+    },
+    Suppress {
+        reason: &'static str,
+    },
+}
+
+/// The decision with its explanation.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub verdict: Verdict,
+    pub zones: Vec<Zone>,
+    pub fired: Vec<Fired>,
+    /// Frequency caps that apply if the message is sent (checked against
+    /// Redis by the caller, batched).
+    pub caps: Vec<Arc<CapRule>>,
+}
+
+/// The facts a decision is made on.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub tenant: &'a str,
+    pub to: u64,
+    pub category: Category,
+    pub recipient_tz: Option<&'a str>,
+    pub recipient_state: Option<&'a str>,
+    pub at: Timestamp,
+    /// Evaluate as if this consent were on file (`/v1/policy/evaluate`).
+    pub consent: Option<ConsentKind>,
+}
+
+static RULE_REVOKED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("consent-revoked"));
+static RULE_REVIEW: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("consent-review-hold"));
+static RULE_MISSING: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("consent-required"));
+static RULE_ATTESTED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("consent-attested"));
+static RULE_ON_FILE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("consent-on-file"));
+static CITE_REVOKE: LazyLock<Arc<str>> =
+    LazyLock::new(|| Arc::from("47 CFR 64.1200(a)(10)-(11); 12 CFR 1006.14(h)"));
+static CITE_EXPRESS: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("47 USC 227(b)(1)(A)(iii)"));
+static CITE_WRITTEN: LazyLock<Arc<str>> =
+    LazyLock::new(|| Arc::from("47 CFR 64.1200(a)(2), (f)(9)"));
+
+impl Policy {
+    /// Compile the rule tables and tenant sections; errors name the key.
+    pub fn build(
+        c: &ComplianceSection,
+        tenants: std::collections::BTreeMap<String, TenantSection>,
+    ) -> Result<Policy, ConfigError> {
+        let rules = match &c.rules_file {
+            None => Rules::shipped(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    key_err("compliance.rules_file", format!("cannot read {path}: {e}"))
+                })?;
+                Rules::from_toml_str(&text)
+                    .map_err(|e| key_err("compliance.rules_file", format!("{path}: {e}")))?
+            }
+        };
+        if c.release_spread_secs > 3600 {
+            return Err(key_err(
+                "compliance.release_spread_secs",
+                "must be at most 3600",
+            ));
+        }
+        let (default_tenant, _) = TenantPolicy::build("tenants.default", TenantSection::default())?;
+        let mut by_sender = HashMap::new();
+        let mut compiled = HashMap::with_capacity(tenants.len());
+        for (name, section) in tenants {
+            let key = format!("tenants.{name}");
+            if !crate::model::valid_tenant(&name) {
+                return Err(key_err(key, "not a valid tenant name"));
+            }
+            let (tp, senders) = TenantPolicy::build(&key, section)?;
+            for n in senders {
+                if let Some(other) = by_sender.insert(n, name.clone()) {
+                    return Err(key_err(
+                        format!("{key}.senders"),
+                        format!("+{n} is already a sender of tenant `{other}`"),
+                    ));
+                }
+            }
+            compiled.insert(name, tp);
+        }
+        Ok(Policy {
+            caps: rules.caps().iter().cloned().map(Arc::new).collect(),
+            rules,
+            tenants: compiled,
+            default_tenant,
+            by_sender,
+            release_spread_ms: (c.release_spread_secs * 1000) as i64,
+        })
+    }
+
+    /// The shipped policy with no tenant settings (tests, tools).
+    pub fn shipped() -> Policy {
+        Policy::build(
+            &ComplianceSection::default(),
+            std::collections::BTreeMap::new(),
+        )
+        .unwrap_or_else(|e| panic!("the shipped rule table is invalid: {e}"))
+    }
+
+    #[inline]
+    pub fn tenant(&self, tenant: &str) -> &TenantPolicy {
+        self.tenants.get(tenant).unwrap_or(&self.default_tenant)
+    }
+
+    /// The tenant a sending number belongs to (inbound replies).
+    pub fn tenant_of_sender(&self, sender: u64) -> Option<&str> {
+        self.by_sender.get(&sender).map(String::as_str)
+    }
+
+    /// Decide consent and quiet hours for one message at `input.at`. Pure:
+    /// the same function serves the dispatch path and `/v1/policy/evaluate`.
+    /// Frequency caps need Redis: the ones that apply are returned in
+    /// `caps` for the caller to check.
+    pub fn evaluate(&self, input: &Input<'_>, on_file: NumberState) -> Evaluation {
+        let tp = self.tenant(input.tenant);
+        let mut fired = Vec::new();
+        let state = match input.consent {
+            Some(kind) => PurposeState::Granted(kind),
+            None => on_file.get(input.category),
+        };
+        if let Some(reason) = consent(tp, input.category, state, &mut fired) {
+            return Evaluation {
+                verdict: Verdict::Suppress { reason },
+                zones: Vec::new(),
+                fired,
+                caps: Vec::new(),
+            };
+        }
+        let granted = match state {
+            PurposeState::Granted(k) => Some(k),
+            // Attested prior express consent (DESIGN §6 default).
+            _ => Some(ConsentKind::Express)
+                .filter(|_| tp.consent[input.category as usize].unknown == UnknownNumber::Allow),
+        };
+        let tz = input.recipient_tz.and_then(Zone::by_name);
+        let st = input.recipient_state.and_then(|s| s.parse().ok());
+        let cands = zones::candidates(input.to, tz, st);
+        let verdict = match quiet_hours::evaluate(
+            &self.rules,
+            &tp.windows,
+            input.category,
+            &cands,
+            granted,
+            input.at,
+        ) {
+            quiet_hours::QuietVerdict::Open { fired: f, .. } => {
+                fired.extend(f);
+                Verdict::Allow
+            }
+            quiet_hours::QuietVerdict::Closed {
+                opens_at,
+                closes_at,
+                fired: f,
+            } => {
+                fired.extend(f);
+                Verdict::Defer {
+                    until: opens_at,
+                    closes_at,
+                    reason: "quiet_hours",
+                }
+            }
+            quiet_hours::QuietVerdict::Never { fired: f } => {
+                fired.extend(f);
+                Verdict::Suppress {
+                    reason: "no_sending_window",
+                }
+            }
+        };
+        let caps = if verdict == Verdict::Allow {
+            self.caps
+                .iter()
+                .filter(|c| {
+                    c.categories.contains(&input.category)
+                        && c.states.iter().any(|s| cands.states.contains(s))
+                })
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Evaluation {
+            verdict,
+            zones: cands.zones.to_vec(),
+            fired,
+            caps,
+        }
+    }
+}
+
+/// The consent rules: `Some(reason)` suppresses.
+fn consent(
+    tp: &TenantPolicy,
+    category: Category,
+    state: PurposeState,
+    fired: &mut Vec<Fired>,
+) -> Option<&'static str> {
+    let policy = tp.consent[category as usize];
+    let cite_needed = match policy.requires {
+        ConsentKind::Express => &CITE_EXPRESS,
+        ConsentKind::ExpressWritten => &CITE_WRITTEN,
+    };
+    let (rule, citation, effect, detail, reason) = match state {
+        // 47 CFR 64.1200(a)(10): a revocation by any reasonable means is
+        // honoured, here at once and fleet-wide ((a)(11) allows 10 business
+        // days at most).
+        PurposeState::Revoked => (
+            &RULE_REVOKED,
+            &CITE_REVOKE,
+            Effect::Suppress,
+            format!("consent for {} was revoked", category.as_str()),
+            Some("opted_out"),
+        ),
+        // An unclear reply is judged by a reasonable person; until someone
+        // has, sends hold.
+        PurposeState::Review => (
+            &RULE_REVIEW,
+            &CITE_REVOKE,
+            Effect::Suppress,
+            "an ambiguous reply is under review".to_string(),
+            Some("review_hold"),
+        ),
+        PurposeState::Granted(kind) if kind >= policy.requires => (
+            &RULE_ON_FILE,
+            cite_needed,
+            Effect::Allow,
+            format!("{} consent on file", kind.as_str()),
+            None,
+        ),
+        PurposeState::Granted(kind) => (
+            &RULE_MISSING,
+            cite_needed,
+            Effect::Suppress,
+            format!(
+                "{} needs {} consent; {} on file",
+                category.as_str(),
+                policy.requires.as_str(),
+                kind.as_str()
+            ),
+            Some("no_consent"),
+        ),
+        PurposeState::Unknown => match policy.unknown {
+            UnknownNumber::Allow => (
+                &RULE_ATTESTED,
+                &CITE_EXPRESS,
+                Effect::Allow,
+                "no record: prior express consent attested by the tenant".to_string(),
+                None,
+            ),
+            UnknownNumber::Suppress => (
+                &RULE_MISSING,
+                cite_needed,
+                Effect::Suppress,
+                format!(
+                    "{} needs {} consent on file; none recorded",
+                    category.as_str(),
+                    policy.requires.as_str()
+                ),
+                Some("no_consent"),
+            ),
+        },
+    };
+    fired.push(Fired {
+        rule: Arc::clone(rule),
+        citation: Arc::clone(citation),
+        effect,
+        detail,
+    });
+    reason
+}
+
+/// Render a number for messages.
+pub fn render(number: u64) -> String {
+    E164::render(number).as_str().to_string()
+}

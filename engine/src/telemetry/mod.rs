@@ -64,6 +64,26 @@ fn describe() {
         "Entries read but not yet acknowledged"
     );
     describe_gauge!(names::DELAYED, "Messages in the delayed set");
+    describe_counter!(
+        names::SEGMENTS,
+        "SMS segments of messages sent, by encoding (gsm7, ucs2)"
+    );
+    describe_counter!(
+        names::CONSENT_CHANGES,
+        "Consent changes applied to this instance's replica from the feed"
+    );
+    describe_gauge!(
+        names::CONSENT_NUMBERS,
+        "Numbers with a consent record in this instance's replica"
+    );
+    describe_counter!(
+        names::INBOUND,
+        "Inbound replies by classification (opt_out, opt_in, help, ambiguous, other)"
+    );
+    describe_counter!(
+        names::POLICY_DEFERRALS,
+        "Messages deferred by policy, by reason (quiet_hours, frequency_cap)"
+    );
     describe_gauge!(
         names::REDIS_UP,
         "1 when Redis answered the last health ping"
@@ -115,4 +135,35 @@ pub fn ambiguous(policy: &'static str) {
 #[inline]
 pub fn redis_error(op: &'static str) {
     counter!(names::REDIS_ERRORS, "op" => op).increment(1);
+}
+
+/// Segments of a sent message.
+#[inline]
+pub fn segments(encoding: &'static str, n: u32) {
+    thread_local! {
+        static C: std::cell::RefCell<std::collections::HashMap<&'static str, metrics::Counter>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    C.with(|c| {
+        c.borrow_mut()
+            .entry(encoding)
+            .or_insert_with(|| counter!(names::SEGMENTS, "encoding" => encoding))
+            .increment(u64::from(n));
+    });
+}
+
+pub fn consent_changes(n: usize) {
+    counter!(names::CONSENT_CHANGES).increment(n as u64);
+}
+
+pub fn consent_numbers(n: usize) {
+    gauge!(names::CONSENT_NUMBERS).set(n as f64);
+}
+
+pub fn inbound(kind: &'static str) {
+    counter!(names::INBOUND, "kind" => kind).increment(1);
+}
+
+pub fn policy_deferral(reason: &'static str) {
+    counter!(names::POLICY_DEFERRALS, "reason" => reason).increment(1);
 }
