@@ -1,5 +1,6 @@
-//! Per-message cost of the first pipeline stages (decode + validate), on one
-//! core: `cargo bench -p herald-benches`.
+//! Per-message cost of the in-memory pipeline stages (decode + validate,
+//! policy, content), on one core: `cargo bench -p herald-benches --bench
+//! pipeline`.
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use herald_engine::model::{self, Limits};
 use std::hint::black_box;
@@ -42,4 +43,69 @@ fn phonenumber_parts(c: &mut Criterion) {
 }
 
 criterion_group!(parts, phonenumber_parts);
-criterion_main!(benches, parts);
+
+/// The in-memory policy stages per message: consent lookup + quiet hours
+/// (`Policy::evaluate`) and the content stage, as the dispatch path runs
+/// them.
+fn policy(c: &mut Criterion) {
+    use herald_engine::consent::replica::NumberState;
+    use herald_engine::model::Category;
+    use herald_engine::policy::{Input, Policy, content};
+    let policy = Policy::shipped();
+    herald_engine::policy::zones::preload();
+    // Wednesday 2026-06-03 11:00 EDT: every window open.
+    let at: jiff::Timestamp = "2026-06-03T15:00:00Z".parse().expect("ts");
+    let input = |to: u64, category: Category, state: Option<&'static str>| Input {
+        tenant: "acme",
+        to,
+        category,
+        recipient_tz: None,
+        recipient_state: state,
+        at,
+        consent: None,
+    };
+    let mut g = c.benchmark_group("policy");
+    g.throughput(Throughput::Elements(1));
+    let cases = [
+        (
+            "transactional_ny",
+            input(12_125_550_123, Category::Transactional, None),
+        ),
+        (
+            "collections_ny",
+            input(12_125_550_123, Category::Collections, None),
+        ),
+        (
+            "collections_ny_fl_address",
+            input(12_125_550_123, Category::Collections, Some("FL")),
+        ),
+        (
+            "collections_toll_free",
+            input(18_005_550_123, Category::Collections, None),
+        ),
+    ];
+    for (name, i) in cases {
+        g.bench_function(name, |b| {
+            b.iter(|| policy.evaluate(black_box(&i), NumberState::default()))
+        });
+    }
+    // Night in New York: deferred, with the trail's rule reports.
+    let night = Input {
+        at: "2026-06-03T03:00:00Z".parse().expect("ts"),
+        ..input(12_125_550_123, Category::Collections, None)
+    };
+    g.bench_function("collections_ny_deferred", |b| {
+        b.iter(|| policy.evaluate(black_box(&night), NumberState::default()))
+    });
+    let body = "Your payment of $42.00 is due on 2026-12-01. Reply STOP to opt out.";
+    g.bench_function("segments", |b| {
+        b.iter(|| content::segments(black_box(body)))
+    });
+    g.bench_function("with_opt_out_present", |b| {
+        b.iter(|| content::with_opt_out(black_box(body), "Reply STOP to stop texts."))
+    });
+    g.finish();
+}
+
+criterion_group!(policy_group, policy);
+criterion_main!(benches, parts, policy_group);

@@ -677,3 +677,132 @@ async fn a_restarted_instance_loads_the_ledger() {
     assert_eq!(event_of(&ev, "r1").expect("event")["reason"], "opted_out");
     herald.stop().await.expect("clean stop");
 }
+
+/// The shipped caps, straight against Redis: Fla. Stat. 501.616(6) (3
+/// marketing texts per rolling 24 h, all senders) and 940 CMR 7.04(1)(f)
+/// (2 collection texts per 7 days per debt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_caps_florida_and_massachusetts() {
+    use herald_engine::consent::replica::NumberState;
+    use herald_engine::model::Category;
+    use herald_engine::policy::caps::{self, Mode};
+    use herald_engine::policy::{ConsentKind, Input, Policy, Verdict};
+    let redis = RedisServer::start();
+    let mut conn = redis.conn().await;
+    let policy = Policy::shipped();
+    let script = redis::Script::new(caps::CAP_LUA);
+    let hour = 3_600_000i64;
+    let t0: jiff::Timestamp = "2026-06-03T14:00:00Z".parse().expect("ts"); // 10:00 EDT
+
+    let caps_for = |to: u64, category: Category, at: jiff::Timestamp| {
+        let e = policy.evaluate(
+            &Input {
+                tenant: "acme",
+                to,
+                category,
+                recipient_tz: None,
+                recipient_state: None,
+                at,
+                consent: Some(ConsentKind::ExpressWritten),
+            },
+            NumberState::default(),
+        );
+        assert_eq!(e.verdict, Verdict::Allow, "{e:?}");
+        e.caps
+    };
+
+    // Florida: (who sends, at, want: None = room, Some(ms) = room again at).
+    let miami = 13_055_550_123u64;
+    let fl = caps::keys(&caps_for(miami, Category::Marketing, t0), miami, None);
+    assert_eq!(fl.len(), 1);
+    assert_eq!(&*fl[0].rule.id, "fl-marketing-cap");
+    let t = t0.as_millisecond();
+    let rows: [(&str, i64, Option<i64>, &str); 6] = [
+        ("acme:m1", t, None, "1st of 3"),
+        (
+            "other-brand:m2",
+            t + hour,
+            None,
+            "2nd, another sender: all senders count",
+        ),
+        ("acme:m3", t + 2 * hour, None, "3rd"),
+        (
+            "acme:m4",
+            t + 3 * hour,
+            Some(t + 24 * hour),
+            "4th within 24 h: when the 1st leaves",
+        ),
+        (
+            "acme:m3",
+            t + 3 * hour,
+            None,
+            "a redelivered 3rd is not counted twice",
+        ),
+        (
+            "acme:m5",
+            t + 24 * hour,
+            None,
+            "the 1st has left the rolling window",
+        ),
+    ];
+    for (member, at, want, why) in rows {
+        let got = caps::check(&mut conn, &script, &fl, member, at, Mode::Reserve)
+            .await
+            .expect("script");
+        assert_eq!(got, want, "Fla. Stat. 501.616(6): {why}");
+    }
+
+    // Massachusetts: per debt.
+    let boston = 16_175_550_123u64;
+    let ma_rules = caps_for(boston, Category::Collections, t0);
+    let debt_a = caps::keys(&ma_rules, boston, Some("loan-A"));
+    let debt_b = caps::keys(&ma_rules, boston, Some("loan-B"));
+    assert!(
+        debt_a.iter().any(|c| &*c.rule.id == "ma-collections-cap"),
+        "{debt_a:?}"
+    );
+    let day = 24 * hour;
+    type Row<'a> = (&'a [caps::CapKey], &'a str, i64, Option<i64>, &'a str);
+    let rows: [Row<'_>; 4] = [
+        (&debt_a, "acme:a1", t, None, "1st about loan A"),
+        (&debt_a, "acme:a2", t + day, None, "2nd about loan A"),
+        (
+            &debt_a,
+            "acme:a3",
+            t + 2 * day,
+            Some(t + 7 * day),
+            "3rd within 7 days",
+        ),
+        (
+            &debt_b,
+            "acme:b1",
+            t + 2 * day,
+            None,
+            "loan B has its own count",
+        ),
+    ];
+    for (keys, member, at, want, why) in rows {
+        let got = caps::check(&mut conn, &script, keys, member, at, Mode::Reserve)
+            .await
+            .expect("script");
+        assert_eq!(got, want, "940 CMR 7.04(1)(f): {why}");
+    }
+    // Peek changes nothing.
+    let peek = caps::check(
+        &mut conn,
+        &script,
+        &debt_b,
+        "acme:b2",
+        t + 2 * day,
+        Mode::Peek,
+    )
+    .await
+    .expect("script");
+    assert_eq!(peek, None);
+    let n: i64 = redis::cmd("ZCARD")
+        .arg(&debt_b[0].key)
+        .query_async(&mut conn)
+        .await
+        .expect("zcard");
+    assert_eq!(n, 1);
+}

@@ -405,8 +405,9 @@ impl ConsentLedger {
         tenants.sort();
         tenants.dedup();
 
-        let mut records: Vec<(String, u64, NumberState)> = Vec::new();
+        let mut groups: Vec<Vec<(u64, NumberState)>> = Vec::with_capacity(tenants.len());
         for tenant in &tenants {
+            let mut records = Vec::new();
             let key = state_key(tenant);
             let mut cursor: u64 = 0;
             loop {
@@ -422,7 +423,7 @@ impl ConsentLedger {
                         .ok()
                         .and_then(|s| s.parse::<u64>().ok());
                     match (number, decode_letters(&value)) {
-                        (Some(n), Some(st)) => records.push((tenant.clone(), n, st)),
+                        (Some(n), Some(st)) => records.push((n, st)),
                         _ => tracing::warn!(%tenant, "ignoring a malformed consent record"),
                     }
                 }
@@ -431,9 +432,12 @@ impl ConsentLedger {
                 }
                 cursor = next;
             }
+            groups.push(records);
         }
-        let n = records.len();
-        let ledger = ConsentLedger::new(Replica::from_records(records));
+        let n: usize = groups.iter().map(Vec::len).sum();
+        let ledger = ConsentLedger::new(Replica::from_tenant_records(
+            tenants.iter().map(String::as_str).zip(groups),
+        ));
         tracing::info!(
             numbers = n,
             tenants = tenants.len(),

@@ -128,6 +128,59 @@ impl Default for Replica {
     }
 }
 
+/// Collects records for a bulk build.
+#[derive(Default)]
+struct Builder {
+    ids: HashMap<Box<str>, usize>,
+    entries: Vec<Vec<u64>>,
+    overlay: HashMap<(usize, u64), NumberState>,
+}
+
+impl Builder {
+    fn tenant_id(&mut self, tenant: &str) -> usize {
+        if let Some(&id) = self.ids.get(tenant) {
+            return id;
+        }
+        let id = self.entries.len();
+        self.ids.insert(tenant.into(), id);
+        self.entries.push(Vec::new());
+        id
+    }
+
+    fn push(&mut self, id: usize, number: u64, state: NumberState) {
+        if number < NUMBER_LIMIT {
+            self.entries[id].push(pack(number, state));
+        } else if state.is_default() {
+            self.overlay.remove(&(id, number));
+        } else {
+            self.overlay.insert((id, number), state);
+        }
+    }
+
+    fn build(self) -> Replica {
+        let Builder {
+            ids,
+            entries,
+            overlay,
+        } = self;
+        let bases: Vec<Arc<TenantBase>> = entries
+            .into_iter()
+            .map(|e| Arc::new(TenantBase::from_unsorted(e)))
+            .collect();
+        let base_len = bases.iter().map(|b| b.len()).sum();
+        Replica::with_view(View {
+            catalog: Arc::new(Catalog {
+                ids,
+                bases,
+                base_len,
+            }),
+            wide: overlay.len(),
+            len: base_len + overlay.len(),
+            overlay,
+        })
+    }
+}
+
 impl Replica {
     /// An empty replica: unknown everywhere.
     pub fn new() -> Replica {
@@ -151,42 +204,29 @@ impl Replica {
     /// a (tenant, number) given twice the last record wins, and a default
     /// state removes it. Sorts once per tenant.
     pub fn from_records(records: impl IntoIterator<Item = (String, u64, NumberState)>) -> Replica {
-        let mut ids: HashMap<Box<str>, usize> = HashMap::new();
-        let mut entries: Vec<Vec<u64>> = Vec::new();
-        let mut overlay = HashMap::new();
+        let mut b = Builder::default();
         for (tenant, number, state) in records {
-            let id = match ids.get(tenant.as_str()) {
-                Some(&id) => id,
-                None => {
-                    let id = entries.len();
-                    ids.insert(tenant.into_boxed_str(), id);
-                    entries.push(Vec::new());
-                    id
-                }
-            };
-            if number < NUMBER_LIMIT {
-                entries[id].push(pack(number, state));
-            } else if state.is_default() {
-                overlay.remove(&(id, number));
-            } else {
-                overlay.insert((id, number), state);
+            let id = b.tenant_id(&tenant);
+            b.push(id, number, state);
+        }
+        b.build()
+    }
+
+    /// Bulk build from records grouped by tenant, as the ledger's start-up
+    /// load reads them (one tenant hash at a time): no tenant string per
+    /// record. Same rules as [`Replica::from_records`].
+    pub fn from_tenant_records<'a, R>(tenants: impl IntoIterator<Item = (&'a str, R)>) -> Replica
+    where
+        R: IntoIterator<Item = (u64, NumberState)>,
+    {
+        let mut b = Builder::default();
+        for (tenant, records) in tenants {
+            let id = b.tenant_id(tenant);
+            for (number, state) in records {
+                b.push(id, number, state);
             }
         }
-        let bases: Vec<Arc<TenantBase>> = entries
-            .into_iter()
-            .map(|e| Arc::new(TenantBase::from_unsorted(e)))
-            .collect();
-        let base_len = bases.iter().map(|b| b.len()).sum();
-        Replica::with_view(View {
-            catalog: Arc::new(Catalog {
-                ids,
-                bases,
-                base_len,
-            }),
-            wide: overlay.len(),
-            len: base_len + overlay.len(),
-            overlay,
-        })
+        b.build()
     }
 
     /// The consent state of `number` for `tenant`; unknown everywhere when
