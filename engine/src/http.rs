@@ -379,7 +379,8 @@ async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -> Response<
                                 c.rule.limit,
                                 c.rule.window_ms / 3_600_000,
                                 jiff::Timestamp::from_millisecond(ms).unwrap_or(t)
-                            ),
+                            )
+                            .into(),
                         });
                     }
                     t = jiff::Timestamp::from_millisecond(ms).unwrap_or(t);

@@ -295,11 +295,12 @@ fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Screened {
         consent: None,
     };
     let on_file = d.consent.lookup(&msg.tenant, msg.to);
-    let eval = d.policy.evaluate(&input, on_file);
+    let tp = d.policy.tenant(&msg.tenant);
+    let eval = d.policy.evaluate_for(tp, &input, on_file);
     if eval.verdict != policy::Verdict::Allow {
         return held(Held::Policy(Box::new(eval)));
     }
-    match prepare_content(d.policy.tenant(&msg.tenant), msg, d.limits.max_body_chars) {
+    match prepare_content(tp, msg, d.limits.max_body_chars) {
         Ok(segments) => Screened {
             held: None,
             segments,
@@ -418,7 +419,8 @@ async fn reserve_caps(
                     c.rule.limit,
                     c.rule.window_ms / 3_600_000,
                     msg.to
-                ),
+                )
+                .into(),
             });
         }
         telemetry::policy_deferral("frequency_cap");
@@ -468,7 +470,7 @@ fn decide_held(
                         .fired
                         .iter()
                         .find(|f| f.effect == policy::Effect::Suppress)
-                        .map(|f| f.detail.clone());
+                        .map(|f| f.detail.to_string());
                     dec.fired = eval.fired;
                     dec
                 }

@@ -313,7 +313,7 @@ fn fired(w: &WindowRule, effect: Effect, detail: String) -> Fired {
         rule: w.id().clone(),
         citation: w.citation().clone(),
         effect,
-        detail,
+        detail: detail.into(),
     }
 }
 

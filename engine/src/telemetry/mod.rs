@@ -137,19 +137,19 @@ pub fn redis_error(op: &'static str) {
     counter!(names::REDIS_ERRORS, "op" => op).increment(1);
 }
 
-/// Segments of a sent message.
+/// Segments of a sent message, by encoding (`gsm7` / `ucs2`): two cached
+/// handles, no map lookup per message.
 #[inline]
 pub fn segments(encoding: &'static str, n: u32) {
-    thread_local! {
-        static C: std::cell::RefCell<std::collections::HashMap<&'static str, metrics::Counter>> =
-            std::cell::RefCell::new(std::collections::HashMap::new());
-    }
-    C.with(|c| {
-        c.borrow_mut()
-            .entry(encoding)
-            .or_insert_with(|| counter!(names::SEGMENTS, "encoding" => encoding))
-            .increment(u64::from(n));
-    });
+    static GSM7: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+    static UCS2: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+    let (cell, label) = if encoding == "ucs2" {
+        (&UCS2, "ucs2")
+    } else {
+        (&GSM7, "gsm7")
+    };
+    cell.get_or_init(|| counter!(names::SEGMENTS, "encoding" => label))
+        .increment(u64::from(n));
 }
 
 pub fn consent_changes(n: usize) {
