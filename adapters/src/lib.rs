@@ -127,6 +127,8 @@ pub trait Provider: Send + Sync {
 pub enum AnyProvider {
     Twilio(TwilioProvider),
     Sandbox(SandboxProvider),
+    Sns(SnsProvider),
+    Http(HttpProvider),
 }
 
 impl AnyProvider {
@@ -134,6 +136,8 @@ impl AnyProvider {
         match self {
             AnyProvider::Twilio(p) => p.kind(),
             AnyProvider::Sandbox(p) => p.kind(),
+            AnyProvider::Sns(_) => "sns",
+            AnyProvider::Http(_) => "http",
         }
     }
 
@@ -141,6 +145,29 @@ impl AnyProvider {
         match self {
             AnyProvider::Twilio(p) => p.send(req).await,
             AnyProvider::Sandbox(p) => p.send(req).await,
+            AnyProvider::Sns(_) | AnyProvider::Http(_) => Err(SendError::Ambiguous {
+                message: String::new(),
+            }),
         }
+    }
+}
+
+// TEMP STUBS (replaced by the sns/http adapters)
+#[derive(Debug, Clone, Default)]
+pub struct SnsSettings;
+#[derive(Debug, Clone, Default)]
+pub struct HttpSettings;
+#[derive(Debug)]
+pub struct SnsProvider;
+#[derive(Debug)]
+pub struct HttpProvider;
+impl SnsProvider {
+    pub fn new(_s: SnsSettings) -> Result<Self, String> {
+        Err("stub".into())
+    }
+}
+impl HttpProvider {
+    pub fn new(_s: HttpSettings) -> Result<Self, String> {
+        Err("stub".into())
     }
 }

@@ -59,6 +59,7 @@ pub struct FileConfig {
     pub routes: RoutesSection,
     pub compliance: ComplianceSection,
     pub tenants: BTreeMap<String, TenantSection>,
+    pub breaker: BreakerSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +125,7 @@ pub struct DispatchSection {
     pub retry_max_ms: u64,
     pub dead_consumer_idle_ms: u64,
     pub consumer: Option<String>,
+    pub failover_after: u32,
 }
 
 impl Default for DispatchSection {
@@ -146,6 +148,7 @@ impl Default for DispatchSection {
             retry_max_ms: 300_000,
             dead_consumer_idle_ms: 3_600_000,
             consumer: None,
+            failover_after: 2,
         }
     }
 }
@@ -301,6 +304,57 @@ pub struct PurposeSection {
 #[serde(deny_unknown_fields, default)]
 pub struct RoutesSection {
     pub default: Vec<String>,
+    /// `[routes.tenants.<tenant>]`: that tenant's routes.
+    pub tenants: BTreeMap<String, TenantRoutes>,
+}
+
+/// One tenant's routes: a default and per-category overrides.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantRoutes {
+    pub default: Option<Vec<String>>,
+    pub transactional: Option<Vec<String>>,
+    pub collections: Option<Vec<String>>,
+    pub marketing: Option<Vec<String>>,
+}
+
+/// `[breaker]`: the circuit breaker of every provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSection {
+    pub consecutive_failures: u32,
+    pub failure_rate: f64,
+    pub min_requests: u32,
+    pub window_ms: u64,
+    pub open_ms: u64,
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            failure_rate: 0.5,
+            min_requests: 20,
+            window_ms: 10_000,
+            open_ms: 30_000,
+            half_open_probes: 1,
+        }
+    }
+}
+
+/// A tenant route's key: (tenant, category or `None` for its default).
+pub type RouteKey = (String, Option<crate::model::Category>);
+
+/// Validated breaker settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    pub consecutive_failures: u32,
+    pub failure_rate: f64,
+    pub min_requests: u32,
+    pub window_ms: i64,
+    pub open_ms: i64,
+    pub half_open_probes: u32,
 }
 
 // ---------------------------------------------------------------------------
@@ -325,6 +379,9 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Indices into `providers`, in failover order.
     pub default_route: Vec<usize>,
+    /// Tenant routes: (tenant, category or `None` = the tenant's default).
+    pub routes: Vec<(RouteKey, Vec<usize>)>,
+    pub breaker: BreakerConfig,
     /// Compliance rules and tenant policies, validated and compiled.
     pub policy: std::sync::Arc<crate::policy::Policy>,
     pub consent_feed_block: Duration,
@@ -348,6 +405,9 @@ pub struct DispatchConfig {
     pub max_attempts: u32,
     pub dead_consumer_idle: Duration,
     pub consumer: String,
+    /// Attempts on one provider before a transient failure moves to the
+    /// next provider of the route.
+    pub failover_after: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -376,6 +436,8 @@ pub struct ProviderConfig {
 pub enum ProviderKind {
     Twilio(herald_adapters::TwilioSettings),
     Sandbox(herald_adapters::SandboxSettings),
+    Sns(herald_adapters::SnsSettings),
+    Http(herald_adapters::HttpSettings),
 }
 
 impl Config {
@@ -503,6 +565,7 @@ impl FileConfig {
             routes,
             compliance,
             tenants,
+            breaker,
         } = self;
 
         if !(redis.url.starts_with("redis://")
@@ -623,6 +686,60 @@ impl FileConfig {
             };
             default_route.push(i);
         }
+        let resolve = |key: String, names: &[String]| -> Result<Vec<usize>, ConfigError> {
+            if names.is_empty() {
+                return Err(key_err(key, "must list at least one provider"));
+            }
+            names
+                .iter()
+                .map(|name| {
+                    providers
+                        .iter()
+                        .position(|p| &p.name == name)
+                        .ok_or_else(|| {
+                            key_err(
+                                key.clone(),
+                                format!("provider `{name}` is not defined under [providers]"),
+                            )
+                        })
+                })
+                .collect()
+        };
+        let mut tenant_routes = Vec::new();
+        for (tenant, r) in &routes.tenants {
+            use crate::model::Category as C;
+            for (field, category, names) in [
+                ("default", None, &r.default),
+                ("transactional", Some(C::Transactional), &r.transactional),
+                ("collections", Some(C::Collections), &r.collections),
+                ("marketing", Some(C::Marketing), &r.marketing),
+            ] {
+                if let Some(names) = names {
+                    let route = resolve(format!("routes.tenants.{tenant}.{field}"), names)?;
+                    tenant_routes.push(((tenant.clone(), category), route));
+                }
+            }
+        }
+        if !(0.0..=1.0).contains(&breaker.failure_rate) || breaker.failure_rate == 0.0 {
+            return Err(key_err(
+                "breaker.failure_rate",
+                "must be above 0.0 and at most 1.0",
+            ));
+        }
+        let breaker = BreakerConfig {
+            consecutive_failures: positive(
+                "breaker.consecutive_failures",
+                u64::from(breaker.consecutive_failures),
+            )? as u32,
+            failure_rate: breaker.failure_rate,
+            min_requests: positive("breaker.min_requests", u64::from(breaker.min_requests))? as u32,
+            window_ms: positive("breaker.window_ms", breaker.window_ms)? as i64,
+            open_ms: positive("breaker.open_ms", breaker.open_ms)? as i64,
+            half_open_probes: positive(
+                "breaker.half_open_probes",
+                u64::from(breaker.half_open_probes),
+            )? as u32,
+        };
 
         Ok(Config {
             redis_url: redis.url,
@@ -654,6 +771,8 @@ impl FileConfig {
                     d.dead_consumer_idle_ms,
                 )?),
                 consumer,
+                failover_after: positive("dispatch.failover_after", u64::from(d.failover_after))?
+                    as u32,
             },
             events_max_len: events.max_len,
             dlq_max_len: events.dlq_max_len,
@@ -671,6 +790,8 @@ impl FileConfig {
             lag_poll: ms(telemetry.lag_poll_ms),
             providers,
             default_route,
+            routes: tenant_routes,
+            breaker,
             policy: std::sync::Arc::new(crate::policy::Policy::build(&compliance, tenants)?),
             consent_feed_block: ms(positive(
                 "compliance.feed_block_ms",

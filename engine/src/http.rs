@@ -10,6 +10,7 @@
 //!   category and instant (the dispatch path's own code).
 //! - `POST /v1/webhooks/twilio/inbound` — replies (STOP / START / HELP…),
 //!   signature-verified, answered with TwiML.
+//! - `POST /v1/webhooks/twilio/status` — delivery receipts.
 //! - `GET /v1/consent/{tenant}/{number}` — a number's consent and evidence.
 
 use std::convert::Infallible;
@@ -50,6 +51,9 @@ pub struct HttpState {
     pub admin_token: String,
     /// (account_sid, auth_token) of each twilio provider, for signatures.
     pub twilio: Vec<(String, String)>,
+    /// (account_sid, provider name) of each twilio provider, for receipts.
+    pub twilio_names: Vec<(String, String)>,
+    pub receipts: Arc<crate::delivery::Receipts>,
 }
 
 pub(crate) type Body = Full<Bytes>;
@@ -119,6 +123,9 @@ async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
         (&Method::POST, ["v1", "policy", "evaluate"]) => evaluate_policy(state, req).await,
         (&Method::POST, ["v1", "webhooks", "twilio", "inbound"]) => {
             crate::inbound::webhook::twilio_inbound(state, req).await
+        }
+        (&Method::POST, ["v1", "webhooks", "twilio", "status"]) => {
+            crate::inbound::webhook::twilio_status(state, req).await
         }
         (&Method::GET, ["v1", "consent", tenant, number]) => {
             let (tenant, number) = (decode_segment(tenant), decode_segment(number));

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod consent;
 pub mod control;
+pub mod delivery;
 pub mod dispatch;
 pub mod http;
 pub mod inbound;

@@ -119,6 +119,12 @@ pub struct Decision {
     /// Frequency-cap places this message reserved: given back in the same
     /// transaction unless it was sent.
     pub caps: Vec<crate::policy::caps::CapKey>,
+    /// The provider reports delivery receipts: map its message id to this
+    /// message.
+    pub receipts: bool,
+    /// Pin the message to `provider` for its next attempt (an ambiguous
+    /// send: never re-sent through another provider).
+    pub pin: bool,
     /// A ledger change the decision implies (a carrier-held opt-out, Twilio
     /// 21610), recorded atomically with it.
     pub consent: Option<crate::consent::ledger::OwnedChange>,
@@ -138,6 +144,8 @@ impl Decision {
             requeue: None,
             fired: Vec::new(),
             caps: Vec::new(),
+            pin: false,
+            receipts: false,
             consent: None,
         }
     }
@@ -405,6 +413,11 @@ fn decided(
     if let Some(s) = d.segments {
         hset.arg("segments").arg(s);
     }
+    if d.pin
+        && let Some(p) = &d.provider
+    {
+        hset.arg("pin").arg(&**p);
+    }
     if let Some(rq) = &d.requeue {
         hset.arg("msg")
             .arg(&rq.raw[..])
@@ -420,6 +433,21 @@ fn decided(
         for c in &d.caps {
             pipe.cmd("ZREM").arg(&c.key).arg(&member).ignore();
         }
+    }
+    if d.status == Status::Sent
+        && d.receipts
+        && let (Some(p), Some(pid)) = (&d.provider, &d.provider_id)
+    {
+        let mut v = String::with_capacity(m.tenant.len() + m.id.len() + 1);
+        v.push_str(&m.tenant);
+        v.push('\n');
+        v.push_str(&m.id);
+        pipe.cmd("SET")
+            .arg(crate::delivery::pid_key(p, pid))
+            .arg(v)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore();
     }
     if let Some(ch) = &d.consent {
         crate::consent::ledger::add_eval(pipe, &ch.as_change());

@@ -329,7 +329,21 @@ pub fn add_claim(
         .arg(key)
         .arg("entry")
         .arg("state")
-        .arg("attempt");
+        .arg("attempt")
+        .arg("pin");
+}
+
+/// The provider a message is pinned to (an ambiguous send through it was
+/// re-queued: it may not go through another provider), from a claim's
+/// replies.
+pub fn claim_pin(replies: &[Value]) -> Option<String> {
+    let Some(Value::Array(current)) = replies.get(3) else {
+        return None;
+    };
+    match current.get(3) {
+        Some(Value::BulkString(b)) => String::from_utf8(b.clone()).ok(),
+        _ => None,
+    }
 }
 
 /// A state change the claim still has to make before the message is sent

@@ -142,6 +142,10 @@ pub async fn run(
     ));
     // `shutdown` (the caller's) flips readiness; `http_stop` ends the
     // listener after the drain, so /readyz answers 503 meanwhile.
+    let receipts = Arc::new(crate::delivery::Receipts::new(
+        cfg.events_max_len,
+        cfg.dispatch.idempotency_ttl.as_millis() as u64,
+    ));
     let http_state = Arc::new(HttpState {
         cfg: cfg.http.clone(),
         partitions: cfg.partitions,
@@ -164,6 +168,27 @@ pub async fn run(
                 _ => None,
             })
             .collect(),
+        twilio_names: cfg
+            .providers
+            .iter()
+            .filter_map(|p| match &p.kind {
+                crate::config::ProviderKind::Twilio(t) => {
+                    Some((t.account_sid.clone(), p.name.clone()))
+                }
+                _ => None,
+            })
+            .collect(),
+        receipts: Arc::clone(&receipts),
+    });
+    let orphans = tokio::spawn({
+        let receipts = Arc::clone(&receipts);
+        let conn = admin.clone();
+        let stop = http_stop.clone();
+        async move {
+            receipts
+                .run_orphans(conn, std::time::Duration::from_secs(1), stop)
+                .await
+        }
     });
     let http_task = tokio::spawn(http::serve(http_listener, http_state, http_stop.clone()));
     let pauses_task = tokio::spawn(crate::tenants::run_refresher(
@@ -205,6 +230,7 @@ pub async fn run(
     let _ = http_task.await;
     let _ = pauses_task.await;
     let _ = feed.await;
+    let _ = orphans.await;
     if let Ok(Err(e)) = control_task.await {
         tracing::warn!(error = %e, "control service stopped with an error");
     }

@@ -92,6 +92,21 @@ async fn consent_of(port: u16, number: &str) -> Value {
     serde_json::from_str(&body).expect("json")
 }
 
+/// Wait until instance `port`'s replica shows `state` for the purpose
+/// (the feed applies it in milliseconds; the bound here is generous so a
+/// loaded CI machine does not fail the test).
+async fn wait_consent(port: u16, number: &str, purpose: &str, state: &str) {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let c = consent_of(port, number).await;
+        if c["consent"][purpose]["state"] == state {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "not applied: {c}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn evaluate(port: u16, req: &Value) -> Value {
     let (status, body) = http_call(
         port,
@@ -171,8 +186,10 @@ async fn stop_on_one_instance_suppresses_on_another_and_confirms_once() {
     let (_, twiml) = inbound(port_b, &who, "STOP", "mock-token").await;
     assert!(!twiml.contains("<Message>"), "{twiml}");
 
-    // Instance B learned of it through the feed: a message read by either
-    // instance is suppressed.
+    // Instance B learns of it through the feed (DESIGN §6: within a
+    // second); from then on a message read by either instance is
+    // suppressed.
+    wait_consent(port_b, &who, "transactional", "revoked").await;
     let msgs: Vec<Vec<u8>> = (0..20)
         .map(|i| {
             msg(
@@ -208,6 +225,7 @@ async fn stop_on_one_instance_suppresses_on_another_and_confirms_once() {
     // START restores express consent.
     let (_, twiml) = inbound(port_b, &who, "start", "mock-token").await;
     assert!(twiml.contains("<Message>"), "{twiml}");
+    wait_consent(port_a, &who, "transactional", "granted").await;
     xadd_raw(
         &mut conn,
         4,
@@ -309,7 +327,9 @@ async fn carrier_opt_out_21610_is_recorded_in_the_ledger() {
     let c = consent_of(port, blocked).await;
     assert_eq!(c["consent"]["marketing"]["state"], "revoked", "{c}");
     assert_eq!(c["evidence"]["marketing"]["source"], "carrier");
-    // The next message is suppressed without reaching the provider.
+    // Once the feed has it, the next message is suppressed without
+    // reaching the provider.
+    wait_consent(port, blocked, "transactional", "revoked").await;
     xadd_raw(&mut conn, 4, &[msg("c2", blocked, "transactional", "hi")]).await;
     let ev = wait_events(&mut conn, "suppressed", T, |ev| {
         event_of(ev, "c2").is_some()

@@ -24,6 +24,7 @@ use crate::queue::{self, Claim, Entry, Intent, StreamId};
 use crate::telemetry;
 
 use super::Dispatcher;
+use crate::providers::Pick;
 
 /// A decoded message waiting for its claim.
 struct Pending {
@@ -155,7 +156,7 @@ pub async fn process_batch(
 
     // 4. act on each claim; collect the sends.
     let mut sends: Vec<Send> = Vec::with_capacity(pending.len());
-    for (p, claim) in pending.into_iter().zip(claims) {
+    for (p, (claim, pin)) in pending.into_iter().zip(claims) {
         let Pending {
             partition,
             entry,
@@ -224,6 +225,7 @@ pub async fn process_batch(
             attempt,
             segments,
             caps,
+            pin,
             permit,
         });
     }
@@ -247,9 +249,10 @@ pub async fn process_batch(
                 attempt,
                 segments,
                 caps,
+                pin,
                 permit,
             } = s;
-            let mut dec = send(&d, msg, raw, attempt, entry).await;
+            let mut dec = send(&d, msg, raw, attempt, entry, pin.as_deref()).await;
             dec.segments = dec.segments.or(Some(segments));
             dec.caps = caps;
             decide(&outcomes, partition, entry, permit, dec);
@@ -266,6 +269,8 @@ struct Send {
     attempt: u32,
     segments: u32,
     caps: Vec<policy::caps::CapKey>,
+    /// The provider an earlier ambiguous send went to.
+    pin: Option<String>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -612,7 +617,7 @@ async fn claim_all(
     d: &Dispatcher,
     conn: &mut queue::Conn,
     pending: &[Pending],
-) -> Option<Vec<Claim>> {
+) -> Option<Vec<(Claim, Option<String>)>> {
     let ttl_ms = d.cfg.dispatch.idempotency_ttl.as_millis() as u64;
     let mut key = String::with_capacity(64);
     let mut backoff = std::time::Duration::from_millis(50);
@@ -629,8 +634,14 @@ async fn claim_all(
                     .zip(pending)
                     .map(|(replies, p)| queue::parse_claim(replies, p.entry, p.intent))
                     .collect();
+                let pins: Vec<Option<String>> = values
+                    .chunks(queue::CLAIM_REPLIES)
+                    .map(queue::claim_pin)
+                    .collect();
                 match decided {
-                    Some(decided) => follow_up(conn, pending, decided).await,
+                    Some(decided) => follow_up(conn, pending, decided)
+                        .await
+                        .map(|claims| claims.into_iter().zip(pins).collect()),
                     None => Err("unexpected claim reply".to_string()),
                 }
             }
@@ -682,8 +693,28 @@ async fn send(
     raw: Vec<u8>,
     attempt: u32,
     entry: StreamId,
+    pinned: Option<&str>,
 ) -> Decision {
-    let slot = d.providers.primary();
+    let route = d.providers.route(&msg.tenant, msg.category);
+    let slot = match d.providers.pick(route, attempt, pinned, now_ms()) {
+        Pick::Slot(slot) => slot,
+        Pick::AllOpen { retry_at } => {
+            // Every provider of the route is failing: nothing was sent, so
+            // the attempt does not count; wait for the first probe.
+            let mut dec = defer(
+                msg,
+                raw,
+                attempt.saturating_sub(1),
+                retry_at,
+                "providers_unavailable",
+            );
+            if dec.status == Status::Deferred {
+                dec.status = Status::Retrying;
+            }
+            dec.detail = Some("every provider of the route has its circuit open".into());
+            return dec;
+        }
+    };
     let _account_permit = match &slot.limit {
         Some(limit) => limit.clone().acquire_owned().await.ok(),
         None => None,
@@ -703,14 +734,26 @@ async fn send(
 
     match result {
         Ok(accepted) => {
+            slot.breaker.record(true, now);
             slot.latency_ok.record(elapsed.as_secs_f64());
             let mut dec = Decision::new(msg, Status::Sent, None, attempt);
             dec.provider = Some(Arc::clone(&slot.name));
             dec.provider_id = Some(accepted.provider_id);
             dec.segments = accepted.segments;
+            dec.receipts = slot.receipts;
             dec
         }
         Err(err) => {
+            // Only failures that say something about the provider's health.
+            let provider_fault = match &err {
+                SendError::Transient { .. } | SendError::Ambiguous { .. } => true,
+                SendError::Permanent { kind, .. } => {
+                    *kind == herald_adapters::PermanentKind::Unauthorized
+                }
+            };
+            if provider_fault {
+                slot.breaker.record(false, now);
+            }
             slot.latency_err.record(elapsed.as_secs_f64());
             failed_send(d, msg, raw, attempt, &slot.name, err, now)
         }
@@ -746,6 +789,7 @@ fn failed_send(
     };
     let reason = err.reason();
     let detail = Some(err.to_string());
+    let ambiguous = matches!(err, SendError::Ambiguous { .. });
     let fail = |msg: Message, reason: &'static str, detail: Option<String>| {
         let mut dec = Decision::new(msg, Status::Failed, Some(reason), attempt);
         dec.provider = Some(Arc::clone(provider));
@@ -798,6 +842,9 @@ fn failed_send(
     dec.provider = Some(Arc::clone(provider));
     dec.detail = detail;
     dec.requeue = Some(Requeue { due, raw });
+    // DESIGN §4: an ambiguous send may have reached this provider; its
+    // re-send goes nowhere else.
+    dec.pin = ambiguous;
     dec
 }
 

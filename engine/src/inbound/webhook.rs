@@ -30,45 +30,64 @@ pub const INBOUND: &str = "herald:inbound";
 const PATH: &str = "/v1/webhooks/twilio/inbound";
 const INBOUND_MAX_LEN: u64 = 1_000_000;
 
-pub async fn twilio_inbound(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
+/// Read a Twilio webhook's form parameters and verify its
+/// `X-Twilio-Signature` against `http.public_url` + `path` (+ the query
+/// string Twilio called) and the auth token of the account named by
+/// `AccountSid`. `Err` is the 403 (or 413) to answer.
+pub async fn verified_twilio_params(
+    state: &HttpState,
+    req: Request<Incoming>,
+    path: &str,
+) -> Result<Vec<(String, String)>, Response<Body>> {
     let query = req.uri().query().map(str::to_string);
     let sig = req
         .headers()
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = match read_body(state, req).await {
-        Ok(b) => b,
+    let body = read_body(state, req).await?;
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    // Twilio signs the exact URL it called, query string included.
+    let mut url = format!("{}{path}", state.cfg.public_url.trim_end_matches('/'));
+    if let Some(q) = &query {
+        url.push('?');
+        url.push_str(q);
+    }
+    let account = params
+        .iter()
+        .find(|(k, _)| k == "AccountSid")
+        .map(|(_, v)| v.as_str());
+    let verified = state
+        .twilio
+        .iter()
+        .filter(|(sid, _)| account.is_none_or(|a| a == sid) || state.twilio.len() == 1)
+        .any(|(_, token)| signature::verify_twilio(token, &url, &params, sig.as_deref()));
+    if verified {
+        Ok(params)
+    } else {
+        tracing::warn!(
+            path,
+            "webhook with a bad or missing X-Twilio-Signature refused"
+        );
+        Err(error(
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+            "X-Twilio-Signature does not match",
+        ))
+    }
+}
+
+pub async fn twilio_inbound(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
+    let params = match verified_twilio_params(state, req, PATH).await {
+        Ok(p) => p,
         Err(resp) => return resp,
     };
-    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     let param = |name: &str| {
         params
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-
-    // Twilio signs the exact URL it called, query string included.
-    let mut url = format!("{}{PATH}", state.cfg.public_url.trim_end_matches('/'));
-    if let Some(q) = &query {
-        url.push('?');
-        url.push_str(q);
-    }
-    let account = param("AccountSid");
-    let verified = state
-        .twilio
-        .iter()
-        .filter(|(sid, _)| account.is_none_or(|a| a == sid) || state.twilio.len() == 1)
-        .any(|(_, token)| signature::verify_twilio(token, &url, &params, sig.as_deref()));
-    if !verified {
-        tracing::warn!("inbound webhook with a bad or missing X-Twilio-Signature refused");
-        return error(
-            StatusCode::FORBIDDEN,
-            "bad_signature",
-            "X-Twilio-Signature does not match",
-        );
-    }
 
     let (Some(from), Some(to)) = (param("From"), param("To")) else {
         return error(
@@ -256,6 +275,90 @@ fn xml_escape(s: &str) -> String {
         }
     }
     out
+}
+
+const STATUS_PATH: &str = "/v1/webhooks/twilio/status";
+
+/// `POST /v1/webhooks/twilio/status`: Twilio's status callback →
+/// `delivered` / `undelivered` (Twilio's `failed` too, with its
+/// `ErrorCode` as the reason), matched by `MessageSid`. Repeated and
+/// out-of-order callbacks change nothing after the first receipt; a
+/// callback that beats the `sent` record is kept and applied when it lands.
+pub async fn twilio_status(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
+    let params = match verified_twilio_params(state, req, STATUS_PATH).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let (Some(sid), Some(status)) = (
+        param("MessageSid").or(param("SmsSid")),
+        param("MessageStatus").or(param("SmsStatus")),
+    ) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            "`MessageSid` and `MessageStatus` are required",
+        );
+    };
+    let Some(receipt) = crate::delivery::twilio_status(status) else {
+        crate::telemetry::receipt("ignored");
+        return empty_ok();
+    };
+    let reason = match (receipt, param("ErrorCode")) {
+        (crate::delivery::Receipt::Undelivered, Some(code)) if !code.is_empty() => code.to_string(),
+        (crate::delivery::Receipt::Undelivered, _) => status.to_string(),
+        _ => String::new(),
+    };
+    // The provider's name: the twilio provider of this account.
+    let account = param("AccountSid").unwrap_or("");
+    let provider = state
+        .twilio_names
+        .iter()
+        .find(|(sid, _)| sid == account)
+        .or(state.twilio_names.first())
+        .map(|(_, name)| name.as_str())
+        .unwrap_or("twilio");
+    let mut conn = state.redis.clone();
+    match state
+        .receipts
+        .apply(
+            &mut conn,
+            provider,
+            sid,
+            receipt,
+            &reason,
+            crate::outcome::now_ms(),
+        )
+        .await
+    {
+        Ok(r) => {
+            crate::telemetry::receipt(match r.as_str() {
+                "applied" => receipt.as_str(),
+                "duplicate" => "duplicate",
+                _ => "orphan",
+            });
+            empty_ok()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording a delivery receipt failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "redis_unavailable",
+                "the receipt could not be recorded; retry",
+            )
+        }
+    }
+}
+
+fn empty_ok() -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
 }
 
 #[cfg(test)]

@@ -80,6 +80,22 @@ fn describe() {
         names::INBOUND,
         "Inbound replies by classification (opt_out, opt_in, help, ambiguous, other)"
     );
+    describe_gauge!(
+        names::CIRCUIT_STATE,
+        "Circuit breaker per provider: 0 closed, 1 open, 2 half-open"
+    );
+    describe_counter!(
+        names::FAILOVERS,
+        "Sends that went to another provider of the route than the preferred one"
+    );
+    describe_counter!(
+        names::RECEIPTS,
+        "Delivery receipts by result (delivered, undelivered, ignored, duplicate, orphan)"
+    );
+    describe_counter!(
+        names::THROTTLED,
+        "Messages deferred by a token bucket, by lane (carrier, sender)"
+    );
     describe_counter!(
         names::POLICY_DEFERRALS,
         "Messages deferred by policy, by reason (quiet_hours, frequency_cap)"
@@ -166,4 +182,20 @@ pub fn inbound(kind: &'static str) {
 
 pub fn policy_deferral(reason: &'static str) {
     counter!(names::POLICY_DEFERRALS, "reason" => reason).increment(1);
+}
+
+pub fn circuit_state(provider: &str, state: u8) {
+    gauge!(names::CIRCUIT_STATE, "provider" => provider.to_string()).set(f64::from(state));
+}
+
+pub fn failover(from: &str, to: &str) {
+    counter!(names::FAILOVERS, "from" => from.to_string(), "to" => to.to_string()).increment(1);
+}
+
+pub fn receipt(result: &'static str) {
+    counter!(names::RECEIPTS, "result" => result).increment(1);
+}
+
+pub fn throttled(lane: &'static str) {
+    counter!(names::THROTTLED, "lane" => lane).increment(1);
 }

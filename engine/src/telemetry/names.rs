@@ -16,3 +16,7 @@ pub const CONSENT_CHANGES: &str = "herald_consent_changes_applied_total";
 pub const CONSENT_NUMBERS: &str = "herald_consent_numbers";
 pub const INBOUND: &str = "herald_inbound_replies_total";
 pub const POLICY_DEFERRALS: &str = "herald_policy_deferrals_total";
+pub const CIRCUIT_STATE: &str = "herald_circuit_state";
+pub const FAILOVERS: &str = "herald_failovers_total";
+pub const RECEIPTS: &str = "herald_receipts_total";
+pub const THROTTLED: &str = "herald_throttled_total";
