@@ -10,14 +10,19 @@
 //! trait object so the per-message send future is not heap-allocated.
 #![forbid(unsafe_code)]
 
+pub mod http;
 pub mod sandbox;
+pub mod sns;
+mod transport;
 pub mod twilio;
 
 use std::future::Future;
 use std::time::Duration;
 
+pub use self::http::{HttpConfigError, HttpProvider, HttpSettings};
 pub use sandbox::{SandboxProvider, SandboxSettings};
-pub use twilio::{TwilioProvider, TwilioSettings};
+pub use sns::{SnsConfigError, SnsProvider, SnsSettings};
+pub use twilio::{TwilioConfigError, TwilioProvider, TwilioSettings};
 
 /// One message to send. Borrowed: the dispatch task owns the message for the
 /// whole send, so the adapter never needs to copy it.
@@ -112,7 +117,7 @@ impl SendError {
 
 /// An SMS provider.
 pub trait Provider: Send + Sync {
-    /// Provider kind as written in config (`twilio`, `sandbox`, …).
+    /// Provider kind as written in config (`twilio`, `sns`, `http`, `sandbox`).
     fn kind(&self) -> &'static str;
 
     /// Send one message.
@@ -126,48 +131,27 @@ pub trait Provider: Send + Sync {
 #[derive(Debug)]
 pub enum AnyProvider {
     Twilio(TwilioProvider),
-    Sandbox(SandboxProvider),
     Sns(SnsProvider),
     Http(HttpProvider),
+    Sandbox(SandboxProvider),
 }
 
 impl AnyProvider {
     pub fn kind(&self) -> &'static str {
         match self {
             AnyProvider::Twilio(p) => p.kind(),
+            AnyProvider::Sns(p) => p.kind(),
+            AnyProvider::Http(p) => p.kind(),
             AnyProvider::Sandbox(p) => p.kind(),
-            AnyProvider::Sns(_) => "sns",
-            AnyProvider::Http(_) => "http",
         }
     }
 
     pub async fn send(&self, req: &SendRequest<'_>) -> Result<Accepted, SendError> {
         match self {
             AnyProvider::Twilio(p) => p.send(req).await,
+            AnyProvider::Sns(p) => p.send(req).await,
+            AnyProvider::Http(p) => p.send(req).await,
             AnyProvider::Sandbox(p) => p.send(req).await,
-            AnyProvider::Sns(_) | AnyProvider::Http(_) => Err(SendError::Ambiguous {
-                message: String::new(),
-            }),
         }
-    }
-}
-
-// TEMP STUBS (replaced by the sns/http adapters)
-#[derive(Debug, Clone, Default)]
-pub struct SnsSettings;
-#[derive(Debug, Clone, Default)]
-pub struct HttpSettings;
-#[derive(Debug)]
-pub struct SnsProvider;
-#[derive(Debug)]
-pub struct HttpProvider;
-impl SnsProvider {
-    pub fn new(_s: SnsSettings) -> Result<Self, String> {
-        Err("stub".into())
-    }
-}
-impl HttpProvider {
-    pub fn new(_s: HttpSettings) -> Result<Self, String> {
-        Err("stub".into())
     }
 }

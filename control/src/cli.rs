@@ -12,9 +12,10 @@ use tonic::{Code, Status, service::interceptor::InterceptedService, transport::C
 use crate::{
     auth::{AttachBearer, TokenError, attach_bearer},
     v1::{
+        ConsentAuditEntry, ExportConsentRequest, GetConsentRequest, GetConsentResponse,
         GetStatsRequest, GetStatsResponse, ListPausedTenantsRequest, PauseTenantRequest,
-        PauseTenantResponse, ResumeTenantRequest, ResumeTenantResponse, TenantPause,
-        control_client::ControlClient,
+        PauseTenantResponse, PurposeConsent, ResumeTenantRequest, ResumeTenantResponse,
+        SetConsentRequest, SetConsentResponse, TenantPause, control_client::ControlClient,
     },
 };
 
@@ -103,6 +104,47 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Show a number's consent per purpose, with its evidence.
+    Consent {
+        /// Tenant name.
+        tenant: String,
+        /// E.164 number, e.g. +14155550123.
+        number: String,
+    },
+    /// Grant, revoke, review or reset a number's consent (audited; applied
+    /// by every instance within a second).
+    SetConsent {
+        /// Tenant name.
+        tenant: String,
+        /// E.164 number.
+        number: String,
+        /// granted, revoked, review or unknown.
+        state: String,
+        /// With `granted`: express or express_written.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Purposes (repeat the flag); default all three.
+        #[arg(long = "purpose")]
+        purposes: Vec<String>,
+        /// What proves it (required to grant or revoke).
+        #[arg(long)]
+        evidence: Option<String>,
+        /// Who makes the change (for the audit trail).
+        #[arg(long, env = "USER")]
+        by: String,
+    },
+    /// Export the consent audit trail as JSON lines, oldest first.
+    ExportConsent {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// From this instant (ms since the epoch).
+        #[arg(long, default_value_t = 0)]
+        from_ms: i64,
+        /// Up to this instant (ms since the epoch); default now.
+        #[arg(long, default_value_t = 0)]
+        to_ms: i64,
     },
 }
 
@@ -260,6 +302,48 @@ impl AdminSession {
             .map(|response| response.pauses)
     }
 
+    /// `GetConsent`.
+    pub async fn consent(
+        &mut self,
+        tenant: &str,
+        number: &str,
+    ) -> Result<GetConsentResponse, CliError> {
+        let result = self
+            .client
+            .get_consent(GetConsentRequest {
+                tenant: tenant.to_owned(),
+                number: number.to_owned(),
+            })
+            .await;
+        self.answer("GetConsent", result)
+    }
+
+    /// `SetConsent`.
+    pub async fn set_consent(
+        &mut self,
+        req: SetConsentRequest,
+    ) -> Result<SetConsentResponse, CliError> {
+        let result = self.client.set_consent(req).await;
+        self.answer("SetConsent", result)
+    }
+
+    /// `ExportConsent`, collected.
+    pub async fn export_consent(
+        &mut self,
+        req: ExportConsentRequest,
+    ) -> Result<Vec<ConsentAuditEntry>, CliError> {
+        let result = self.client.export_consent(req).await;
+        let mut stream = self.answer("ExportConsent", result)?;
+        let mut out = Vec::new();
+        loop {
+            match stream.message().await {
+                Ok(Some(e)) => out.push(e),
+                Ok(None) => return Ok(out),
+                Err(status) => return Err(self.status_error("ExportConsent", status)),
+            }
+        }
+    }
+
     /// Unwrap a response, or turn its status into an error an admin can act on.
     fn answer<T>(
         &self,
@@ -335,10 +419,100 @@ pub async fn execute<W: io::Write>(
                 render_paused(&pauses)
             }
         }
+        Command::Consent { tenant, number } => {
+            let c = session.consent(tenant, number).await?;
+            render_consent(&c.number, &c.purposes)
+        }
+        Command::SetConsent {
+            tenant,
+            number,
+            state,
+            kind,
+            purposes,
+            evidence,
+            by,
+        } => {
+            let r = session
+                .set_consent(SetConsentRequest {
+                    tenant: tenant.clone(),
+                    number: number.clone(),
+                    purposes: purposes.clone(),
+                    state: state.clone(),
+                    kind: kind.clone().unwrap_or_default(),
+                    source: "admin".into(),
+                    evidence: evidence.clone().unwrap_or_default(),
+                    at_ms: 0,
+                    by: by.clone(),
+                })
+                .await?;
+            let mut text = if r.changed.is_empty() {
+                format!("{number}: nothing changed\n")
+            } else {
+                format!("{number}: changed {}\n", r.changed.join(", "))
+            };
+            text.push_str(&render_consent(number, &r.purposes));
+            text
+        }
+        Command::ExportConsent {
+            tenant,
+            from_ms,
+            to_ms,
+        } => {
+            let entries = session
+                .export_consent(ExportConsentRequest {
+                    tenant: tenant.clone().unwrap_or_default(),
+                    from_ms: *from_ms,
+                    to_ms: *to_ms,
+                })
+                .await?;
+            let mut text = String::new();
+            for e in entries {
+                text.push_str(&json_line(&json!({
+                    "id": e.id, "tenant": e.tenant, "number": e.number,
+                    "purposes": e.purposes, "state": e.state, "source": e.source,
+                    "by": e.by, "evidence": e.evidence, "at_ms": e.at_ms,
+                    "recorded_ms": e.recorded_ms,
+                })));
+            }
+            text
+        }
     };
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(CliError::Output)
+}
+
+/// A number's consent as a table.
+pub fn render_consent(number: &str, purposes: &[PurposeConsent]) -> String {
+    let rows: Vec<Vec<String>> = purposes
+        .iter()
+        .map(|p| {
+            vec![
+                p.purpose.clone(),
+                if p.kind.is_empty() {
+                    p.state.clone()
+                } else {
+                    format!("{} ({})", p.state, p.kind)
+                },
+                or_dash(&p.source).to_owned(),
+                or_dash(&p.by).to_owned(),
+                if p.at_ms == 0 {
+                    "-".to_owned()
+                } else {
+                    format_epoch_ms(p.at_ms)
+                },
+                or_dash(&p.evidence).to_owned(),
+            ]
+        })
+        .collect();
+    format!(
+        "{number}\n{}",
+        table(
+            &["PURPOSE", "STATE", "SOURCE", "BY", "AT", "EVIDENCE"],
+            &rows,
+            &[Align::Left; 6],
+        )
+    )
 }
 
 /// `stats` as a readable report: instance, counters by status, partitions.

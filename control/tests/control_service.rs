@@ -88,6 +88,51 @@ fn fixed_stats() -> GetStatsResponse {
 
 #[tonic::async_trait]
 impl Control for FakeEngine {
+    // The consent RPCs are exercised against the real engine
+    // (engine/tests/control.rs); this fake does not serve them.
+    async fn get_consent(
+        &self,
+        _request: Request<herald_control::v1::GetConsentRequest>,
+    ) -> Result<Response<herald_control::v1::GetConsentResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn set_consent(
+        &self,
+        _request: Request<herald_control::v1::SetConsentRequest>,
+    ) -> Result<Response<herald_control::v1::SetConsentResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    type ExportConsentStream = std::pin::Pin<
+        Box<
+            dyn futures::Stream<Item = Result<herald_control::v1::ConsentAuditEntry, Status>>
+                + Send
+                + 'static,
+        >,
+    >;
+
+    async fn set_throttle(
+        &self,
+        _request: Request<herald_control::v1::SetThrottleRequest>,
+    ) -> Result<Response<herald_control::v1::SetThrottleResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn list_throttles(
+        &self,
+        _request: Request<herald_control::v1::ListThrottlesRequest>,
+    ) -> Result<Response<herald_control::v1::ListThrottlesResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn export_consent(
+        &self,
+        _request: Request<herald_control::v1::ExportConsentRequest>,
+    ) -> Result<Response<Self::ExportConsentStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn get_stats(
         &self,
         _request: Request<GetStatsRequest>,

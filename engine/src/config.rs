@@ -60,6 +60,7 @@ pub struct FileConfig {
     pub compliance: ComplianceSection,
     pub tenants: BTreeMap<String, TenantSection>,
     pub breaker: BreakerSection,
+    pub throttle: ThrottleSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,6 +236,19 @@ pub struct ProviderSection {
     pub timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
     pub http2: Option<bool>,
+    // sns
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub endpoint: Option<String>,
+    pub origination_number: Option<String>,
+    pub sender_id: Option<String>,
+    // http
+    pub url: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub id_field: Option<String>,
     // sandbox knobs
     pub latency_ms: Option<u64>,
     pub jitter_ms: Option<u64>,
@@ -318,6 +332,58 @@ pub struct TenantRoutes {
     pub marketing: Option<Vec<String>>,
 }
 
+/// `[throttle]`: carrier lanes and token buckets (DESIGN §7).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleSection {
+    pub enabled: bool,
+    /// A carrier table (same format as `config/carriers.toml`); unset: the
+    /// shipped one.
+    pub rules_file: Option<String>,
+    /// Per-sender limits on top of the table's, by sender number or
+    /// messaging-service id; `segments = 0` means not throttled.
+    pub sender_limits: BTreeMap<String, LimitSection>,
+}
+
+impl Default for ThrottleSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rules_file: None,
+            sender_limits: BTreeMap::new(),
+        }
+    }
+}
+
+/// A rate: `segments` per `per` (`second`, `minute`, `hour`, `day`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSection {
+    pub segments: u32,
+    pub per: String,
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl LimitSection {
+    /// The limit, or `None` for "not throttled" (`segments = 0`).
+    pub fn to_limit(&self) -> Result<Option<crate::throttle::Limit>, String> {
+        if self.segments == 0 {
+            return Ok(None);
+        }
+        let per = match self.per.as_str() {
+            "second" => Duration::from_secs(1),
+            "minute" => Duration::from_secs(60),
+            "hour" => Duration::from_secs(3_600),
+            "day" => Duration::from_secs(86_400),
+            other => return Err(format!("`per` `{other}`: second, minute, hour or day")),
+        };
+        crate::throttle::Limit::new(self.segments, per, self.burst)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// `[breaker]`: the circuit breaker of every provider.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -382,6 +448,9 @@ pub struct Config {
     /// Tenant routes: (tenant, category or `None` = the tenant's default).
     pub routes: Vec<(RouteKey, Vec<usize>)>,
     pub breaker: BreakerConfig,
+    /// Carrier lanes and sender limits; `None` when `throttle.enabled` is
+    /// false.
+    pub throttle: Option<crate::throttle::ThrottleConfig>,
     /// Compliance rules and tenant policies, validated and compiled.
     pub policy: std::sync::Arc<crate::policy::Policy>,
     pub consent_feed_block: Duration,
@@ -542,6 +611,35 @@ fn listen_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
         .map_err(|e| key_err(key, format!("`{v}` is not an address:port ({e})")))
 }
 
+fn throttle_config(
+    t: ThrottleSection,
+) -> Result<Option<crate::throttle::ThrottleConfig>, ConfigError> {
+    if !t.enabled {
+        return Ok(None);
+    }
+    let mut cfg = match &t.rules_file {
+        None => crate::throttle::ThrottleConfig::shipped(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| key_err("throttle.rules_file", format!("cannot read {path}: {e}")))?;
+            crate::throttle::ThrottleConfig::from_toml_str(&text)
+                .map_err(|e| key_err("throttle.rules_file", format!("{path}: {e}")))?
+        }
+    };
+    for (sender, l) in &t.sender_limits {
+        let limit = l
+            .to_limit()
+            .map_err(|e| key_err(format!("throttle.sender_limits.{sender}"), e))?;
+        cfg.senders.overrides.insert(sender.as_str().into(), limit);
+    }
+    Ok(Some(cfg))
+}
+
+fn required(key: &str, v: Option<String>, what: &str) -> Result<String, ConfigError> {
+    v.filter(|v| !v.is_empty())
+        .ok_or_else(|| key_err(key, format!("is required for {what}")))
+}
+
 fn rate(key: &str, v: Option<f64>) -> Result<f64, ConfigError> {
     let v = v.unwrap_or(0.0);
     if (0.0..=1.0).contains(&v) {
@@ -566,6 +664,7 @@ impl FileConfig {
             compliance,
             tenants,
             breaker,
+            throttle,
         } = self;
 
         if !(redis.url.starts_with("redis://")
@@ -792,6 +891,7 @@ impl FileConfig {
             default_route,
             routes: tenant_routes,
             breaker,
+            throttle: throttle_config(throttle)?,
             policy: std::sync::Arc::new(crate::policy::Policy::build(&compliance, tenants)?),
             consent_feed_block: ms(positive(
                 "compliance.feed_block_ms",
@@ -874,16 +974,55 @@ fn provider_config(
             };
             ProviderKind::Sandbox(s)
         }
-        "sns" | "http" => {
-            return Err(key_err(
-                key("kind"),
-                format!(
-                    "provider kind `{}` is not available in this build yet",
-                    p.kind
-                ),
-            ));
+        "sns" => {
+            let mut s = herald_adapters::SnsSettings {
+                region: required(&key("region"), p.region, "an sns provider")?,
+                access_key_id: required(&key("access_key_id"), p.access_key_id, "an sns provider")?,
+                secret_access_key: required(
+                    &key("secret_access_key"),
+                    p.secret_access_key,
+                    "an sns provider",
+                )?,
+                session_token: p.session_token.filter(|v| !v.is_empty()),
+                endpoint: p.endpoint.filter(|v| !v.is_empty()),
+                origination_number: p.origination_number.or(p.from).filter(|v| !v.is_empty()),
+                sender_id: p.sender_id.filter(|v| !v.is_empty()),
+                ..Default::default()
+            };
+            s.http2 = p.http2.unwrap_or(false);
+            if let Some(t) = p.timeout_ms {
+                s.request_timeout = ms(positive(&key("timeout_ms"), t)?);
+            }
+            if let Some(t) = p.connect_timeout_ms {
+                s.connect_timeout = ms(positive(&key("connect_timeout_ms"), t)?);
+            }
+            // The adapter validates the rest (endpoint URL, region) and
+            // names the key.
+            herald_adapters::SnsProvider::new(s.clone())
+                .map_err(|e| key_err(key(e.key), e.reason))?;
+            ProviderKind::Sns(s)
         }
-        "" => return Err(key_err(key("kind"), "is required")),
+        "http" => {
+            let mut s = herald_adapters::HttpSettings {
+                url: required(&key("url"), p.url, "an http provider")?,
+                headers: p.headers.into_iter().collect(),
+                from: p.from.filter(|v| !v.is_empty()),
+                ..Default::default()
+            };
+            if let Some(f) = p.id_field {
+                s.id_field = f;
+            }
+            s.http2 = p.http2.unwrap_or(false);
+            if let Some(t) = p.timeout_ms {
+                s.request_timeout = ms(positive(&key("timeout_ms"), t)?);
+            }
+            if let Some(t) = p.connect_timeout_ms {
+                s.connect_timeout = ms(positive(&key("connect_timeout_ms"), t)?);
+            }
+            herald_adapters::HttpProvider::new(s.clone())
+                .map_err(|e| key_err(key(e.key), e.reason))?;
+            ProviderKind::Http(s)
+        }
         other => {
             return Err(key_err(
                 key("kind"),
@@ -947,6 +1086,74 @@ mod tests {
         match Config::from_toml_str(text, env) {
             Ok(_) => panic!("expected an error"),
             Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn sns_and_http_providers_routes_and_breaker() {
+        let text = format!(
+            r#"{MINIMAL}
+            [providers.aws]
+            kind = "sns"
+            region = "us-east-1"
+            access_key_id = "AKIDEXAMPLE"
+            secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+            from = "+18005550100"
+            [providers.hook]
+            kind = "http"
+            url = "https://sms.example.com/send"
+            headers = {{ Authorization = "Bearer abc" }}
+            id_field = "/data/id"
+            [routes.tenants.acme]
+            default = ["aws", "twilio"]
+            marketing = ["hook"]
+            [breaker]
+            consecutive_failures = 7
+            "#
+        );
+        let c = Config::from_toml_str(&text, no_env()).expect("valid");
+        let kinds: Vec<&str> = c
+            .providers
+            .iter()
+            .map(|p| match &p.kind {
+                ProviderKind::Twilio(_) => "twilio",
+                ProviderKind::Sandbox(_) => "sandbox",
+                ProviderKind::Sns(s) => {
+                    assert_eq!(s.origination_number.as_deref(), Some("+18005550100"));
+                    "sns"
+                }
+                ProviderKind::Http(h) => {
+                    assert_eq!(h.id_field, "/data/id");
+                    assert_eq!(
+                        h.headers,
+                        vec![("Authorization".into(), "Bearer abc".into())]
+                    );
+                    "http"
+                }
+            })
+            .collect();
+        assert_eq!(kinds, ["sns", "http", "twilio"]);
+        assert_eq!(c.breaker.consecutive_failures, 7);
+        assert_eq!(c.routes.len(), 2);
+        // Each bad key is named.
+        for (extra, key) in [
+            (
+                "[providers.aws]\nkind = \"sns\"\nregion = \"us-east-1\"",
+                "providers.aws.access_key_id",
+            ),
+            ("[providers.hook]\nkind = \"http\"", "providers.hook.url"),
+            (
+                "[providers.hook]\nkind = \"http\"\nurl = \"ftp://x\"",
+                "providers.hook.url",
+            ),
+            (
+                "[routes.tenants.acme]\nmarketing = [\"nope\"]",
+                "routes.tenants.acme.marketing",
+            ),
+            ("[breaker]\nfailure_rate = 1.5", "breaker.failure_rate"),
+        ] {
+            let e = err_text(&format!("{MINIMAL}\n{extra}"), no_env());
+            assert!(e.contains(&format!("`{key}`")), "{extra}: {e}");
         }
     }
 

@@ -7,9 +7,12 @@ use std::time::Instant;
 
 use herald_control::v1::control_server::{Control, ControlServer};
 use herald_control::v1::{
+    ConsentAuditEntry, ExportConsentRequest, GetConsentRequest, GetConsentResponse,
     GetStatsRequest, GetStatsResponse, ListPausedTenantsRequest, ListPausedTenantsResponse,
-    PartitionStats, PauseTenantRequest, PauseTenantResponse, ResumeTenantRequest,
-    ResumeTenantResponse, TenantPause,
+    ListThrottlesRequest, ListThrottlesResponse, PartitionStats, PauseTenantRequest,
+    PauseTenantResponse, PurposeConsent, ResumeTenantRequest, ResumeTenantResponse,
+    SetConsentRequest, SetConsentResponse, SetThrottleRequest, SetThrottleResponse, TenantPause,
+    ThrottleLimit,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -150,6 +153,284 @@ impl Control for ControlService {
         Ok(Response::new(ResumeTenantResponse { changed }))
     }
 
+    async fn get_consent(
+        &self,
+        req: Request<GetConsentRequest>,
+    ) -> Result<Response<GetConsentResponse>, Status> {
+        let req = req.into_inner();
+        tenant_arg(&req.tenant)?;
+        let number = number_arg(&req.number)?;
+        let mut conn = self.conn.clone();
+        let purposes = consent_now(&mut conn, &req.tenant, number).await?;
+        Ok(Response::new(GetConsentResponse {
+            number: crate::model::E164::render(number).as_str().to_string(),
+            purposes,
+        }))
+    }
+
+    async fn set_consent(
+        &self,
+        req: Request<SetConsentRequest>,
+    ) -> Result<Response<SetConsentResponse>, Status> {
+        use crate::consent::ledger::{Change, Only, PURPOSES};
+        use crate::consent::replica::PurposeState;
+        use crate::policy::ConsentKind;
+        let req = req.into_inner();
+        tenant_arg(&req.tenant)?;
+        let number = number_arg(&req.number)?;
+        if req.by.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "`by` (who makes the change) is required for the audit trail",
+            ));
+        }
+        let state = match (req.state.as_str(), req.kind.as_str()) {
+            ("granted", "express") => PurposeState::Granted(ConsentKind::Express),
+            ("granted", "express_written") => PurposeState::Granted(ConsentKind::ExpressWritten),
+            ("granted", _) => {
+                return Err(Status::invalid_argument(
+                    "`granted` needs `kind`: express or express_written",
+                ));
+            }
+            ("revoked", _) => PurposeState::Revoked,
+            ("review", _) => PurposeState::Review,
+            ("unknown", _) => PurposeState::Unknown,
+            (other, _) => {
+                return Err(Status::invalid_argument(format!(
+                    "`state` `{other}`: granted, revoked, review or unknown"
+                )));
+            }
+        };
+        if matches!(state, PurposeState::Granted(_) | PurposeState::Revoked)
+            && req.evidence.trim().is_empty()
+        {
+            return Err(Status::invalid_argument(
+                "`evidence` is required to grant or revoke consent",
+            ));
+        }
+        let purposes: Vec<crate::model::Category> = if req.purposes.is_empty() {
+            PURPOSES.to_vec()
+        } else {
+            let mut v = Vec::with_capacity(req.purposes.len());
+            for p in &req.purposes {
+                match PURPOSES.iter().find(|c| c.as_str() == p) {
+                    Some(c) => v.push(*c),
+                    None => {
+                        return Err(Status::invalid_argument(format!(
+                            "purpose `{p}`: transactional, collections or marketing"
+                        )));
+                    }
+                }
+            }
+            v
+        };
+        let source = if req.source.is_empty() {
+            "admin"
+        } else {
+            req.source.as_str()
+        };
+        let at_ms = if req.at_ms == 0 { now_ms() } else { req.at_ms };
+        let mut conn = self.conn.clone();
+        let recorded = self
+            .d
+            .consent
+            .record(
+                &mut conn,
+                &Change {
+                    tenant: &req.tenant,
+                    number,
+                    purposes: &purposes,
+                    state,
+                    only: Only::Any,
+                    source,
+                    by: &req.by,
+                    evidence: &req.evidence,
+                    at_ms,
+                },
+            )
+            .await
+            .map_err(unavailable)?;
+        tracing::warn!(
+            tenant = %req.tenant,
+            by = %req.by,
+            state = %req.state,
+            changed = recorded.changed.len(),
+            "consent set over the control plane"
+        );
+        let purposes_now = consent_now(&mut conn, &req.tenant, number).await?;
+        Ok(Response::new(SetConsentResponse {
+            changed: recorded
+                .changed
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
+            purposes: purposes_now,
+        }))
+    }
+
+    type ExportConsentStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<ConsentAuditEntry, Status>> + Send + 'static>,
+    >;
+
+    async fn export_consent(
+        &self,
+        req: Request<ExportConsentRequest>,
+    ) -> Result<Response<Self::ExportConsentStream>, Status> {
+        let req = req.into_inner();
+        if !req.tenant.is_empty() {
+            tenant_arg(&req.tenant)?;
+        }
+        let mut conn = self.conn.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let end = if req.to_ms == 0 {
+            "+".to_string()
+        } else {
+            format!("{}-18446744073709551615", req.to_ms)
+        };
+        let mut start = format!("{}-0", req.from_ms.max(0));
+        tokio::spawn(async move {
+            loop {
+                let page: redis::RedisResult<redis::streams::StreamRangeReply> =
+                    redis::cmd("XRANGE")
+                        .arg(crate::consent::ledger::AUDIT)
+                        .arg(&start)
+                        .arg(&end)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn)
+                        .await;
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(unavailable(e))).await;
+                        return;
+                    }
+                };
+                let n = page.ids.len();
+                for entry in page.ids {
+                    start = format!("({}", entry.id);
+                    let text = |k: &str| entry.get::<String>(k).unwrap_or_default();
+                    if !req.tenant.is_empty() && text("tenant") != req.tenant {
+                        continue;
+                    }
+                    let purposes: Vec<&str> = text("purposes")
+                        .chars()
+                        .filter_map(|c| match c {
+                            't' => Some("transactional"),
+                            'c' => Some("collections"),
+                            'm' => Some("marketing"),
+                            _ => None,
+                        })
+                        .collect();
+                    let state = text("state")
+                        .bytes()
+                        .next()
+                        .and_then(crate::consent::ledger::state_of_letter)
+                        .map(crate::consent::ledger::state_name)
+                        .unwrap_or("unknown");
+                    let item = ConsentAuditEntry {
+                        recorded_ms: entry
+                            .id
+                            .split('-')
+                            .next()
+                            .and_then(|m| m.parse().ok())
+                            .unwrap_or(0),
+                        tenant: text("tenant"),
+                        number: text("number")
+                            .parse::<u64>()
+                            .map(|n| crate::model::E164::render(n).as_str().to_string())
+                            .unwrap_or_default(),
+                        purposes: purposes.join(","),
+                        state: state.to_string(),
+                        source: text("source"),
+                        by: text("by"),
+                        evidence: text("evidence"),
+                        at_ms: text("at").parse().unwrap_or(0),
+                        id: entry.id,
+                    };
+                    if tx.send(Ok(item)).await.is_err() {
+                        return;
+                    }
+                }
+                if n < 1000 {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream_from(rx))))
+    }
+
+    async fn set_throttle(
+        &self,
+        req: Request<SetThrottleRequest>,
+    ) -> Result<Response<SetThrottleResponse>, Status> {
+        use crate::throttle::live;
+        let req = req.into_inner();
+        let o = live::Override {
+            segments: req.segments,
+            per: if req.per.is_empty() {
+                "second".into()
+            } else {
+                req.per.clone()
+            },
+            burst: req.burst,
+            set_at_ms: now_ms(),
+        };
+        o.limit().map_err(Status::invalid_argument)?;
+        match live::parse_lane(&req.lane) {
+            Some(live::Lane::Carrier(c)) => {
+                if let Some((carriers, _)) = &self.d.throttle
+                    && carriers.by_name(c).is_none()
+                {
+                    return Err(Status::invalid_argument(format!(
+                        "no carrier `{c}` in the carrier table"
+                    )));
+                }
+            }
+            Some(live::Lane::Sender(_)) => {}
+            None => {
+                return Err(Status::invalid_argument(
+                    "lane: write carrier:<name> or sender:<number or service id>",
+                ));
+            }
+        }
+        let mut conn = self.conn.clone();
+        live::store(&mut conn, &req.lane, &o)
+            .await
+            .map_err(unavailable)?;
+        tracing::warn!(lane = %req.lane, segments = o.segments, per = %o.per, "throttle set over the control plane");
+        Ok(Response::new(SetThrottleResponse {
+            limit: Some(ThrottleLimit {
+                lane: req.lane,
+                segments: o.segments,
+                per: o.per,
+                burst: o.burst,
+                set_at_ms: o.set_at_ms,
+            }),
+        }))
+    }
+
+    async fn list_throttles(
+        &self,
+        _req: Request<ListThrottlesRequest>,
+    ) -> Result<Response<ListThrottlesResponse>, Status> {
+        let mut conn = self.conn.clone();
+        let all = crate::throttle::live::list(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(ListThrottlesResponse {
+            limits: all
+                .into_iter()
+                .map(|(lane, o)| ThrottleLimit {
+                    lane,
+                    segments: o.segments,
+                    per: o.per,
+                    burst: o.burst,
+                    set_at_ms: o.set_at_ms,
+                })
+                .collect(),
+        }))
+    }
+
     async fn list_paused_tenants(
         &self,
         _req: Request<ListPausedTenantsRequest>,
@@ -167,6 +448,63 @@ impl Control for ControlService {
                 .collect(),
         }))
     }
+}
+
+fn number_arg(n: &str) -> Result<u64, Status> {
+    crate::model::parse_e164(n).map_err(Status::invalid_argument)
+}
+
+/// A receiver as a stream (no tokio-stream dependency for one adapter).
+fn tokio_stream_from<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}
+
+/// The stored consent of a number, per purpose, with its evidence.
+async fn consent_now(
+    conn: &mut Conn,
+    tenant: &str,
+    number: u64,
+) -> Result<Vec<PurposeConsent>, Status> {
+    use crate::consent::ledger::{ConsentLedger, PURPOSES, decode_letters, state_key, state_name};
+    let letters: Option<String> = redis::cmd("HGET")
+        .arg(state_key(tenant))
+        .arg(number)
+        .query_async(conn)
+        .await
+        .map_err(unavailable)?;
+    let st = letters
+        .as_deref()
+        .and_then(|l| decode_letters(l.as_bytes()))
+        .unwrap_or_default();
+    let detail = ConsentLedger::detail(conn, tenant, number)
+        .await
+        .map_err(unavailable)?;
+    Ok(PURPOSES
+        .iter()
+        .map(|p| {
+            let s = st.get(*p);
+            let d = detail
+                .iter()
+                .find(|(k, _)| k == p.as_str())
+                .map(|(_, v)| v.clone())
+                .unwrap_or(serde_json::Value::Null);
+            let field = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            PurposeConsent {
+                purpose: p.as_str().to_string(),
+                state: state_name(s).to_string(),
+                kind: match s {
+                    crate::consent::replica::PurposeState::Granted(k) => k.as_str().to_string(),
+                    _ => String::new(),
+                },
+                source: field("source"),
+                by: field("by"),
+                evidence: field("evidence"),
+                at_ms: d.get("at_ms").and_then(|v| v.as_i64()).unwrap_or(0),
+            }
+        })
+        .collect())
 }
 
 /// Serve the control service on `listener` until `stop`.

@@ -23,3 +23,4 @@ pub mod queue;
 pub mod server;
 pub mod telemetry;
 pub mod tenants;
+pub mod throttle;

@@ -96,6 +96,10 @@ pub struct Message {
     pub recipient_tz: Option<String>,
     pub recipient_state: Option<String>,
     pub debt_id: Option<String>,
+    /// The recipient's carrier, when the producer knows it (DESIGN §7: the
+    /// message's hint picks the carrier lane). An extension of the ingest
+    /// contract; older producers simply omit it.
+    pub carrier: Option<String>,
     /// `meta`, exactly as the producer wrote it, echoed in every event.
     pub meta: Option<Box<RawValue>>,
 }
@@ -154,6 +158,8 @@ struct RawMessage<'a> {
     recipient: Option<RawRecipient<'a>>,
     #[serde(borrow, default)]
     debt_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    carrier: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     meta: Option<&'a RawValue>,
 }
@@ -379,6 +385,7 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
         recipient_tz,
         recipient_state,
         debt_id: raw.debt_id.map(Cow::into_owned),
+        carrier: raw.carrier.filter(|c| !c.is_empty()).map(Cow::into_owned),
         meta: raw.meta.map(RawValue::to_owned),
     })
 }

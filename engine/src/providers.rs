@@ -24,6 +24,9 @@ pub struct ProviderSlot {
     /// The provider calls back with delivery receipts (twilio with a
     /// `status_callback`): sent messages get a provider-id mapping.
     pub receipts: bool,
+    /// The sender used when a message names none: the sender lane it is
+    /// throttled in.
+    pub default_sender: Option<Arc<str>>,
     /// Pre-registered metric handles: no label hashing per message.
     pub latency_ok: metrics::Histogram,
     pub latency_err: metrics::Histogram,
@@ -82,6 +85,13 @@ impl Providers {
                 ),
                 breaker: Breaker::new(Arc::clone(&name), cfg.breaker),
                 receipts: matches!(&p.kind, ProviderKind::Twilio(s) if s.status_callback.is_some()),
+                default_sender: match &p.kind {
+                    ProviderKind::Twilio(s) => s.from.clone().or(s.messaging_service_sid.clone()),
+                    ProviderKind::Sns(s) => s.origination_number.clone(),
+                    ProviderKind::Http(s) => s.from.clone(),
+                    ProviderKind::Sandbox(_) => None,
+                }
+                .map(Arc::from),
                 name,
                 provider,
                 limit: p.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),

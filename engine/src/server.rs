@@ -115,6 +115,21 @@ pub async fn run(
 
     let redis_up = Arc::new(AtomicBool::new(true));
     let http_stop = CancellationToken::new();
+    // Fleet-wide carrier lanes lease their tokens from Redis.
+    let fleet = d
+        .throttle
+        .as_ref()
+        .map(|(_, t)| t.spawn_fleet(admin.clone(), http_stop.clone()));
+    let throttles = {
+        let d = Arc::clone(&d);
+        let conn = admin.clone();
+        let stop = http_stop.clone();
+        tokio::spawn(async move {
+            if let Some((_, t)) = &d.throttle {
+                crate::throttle::live::run_refresher(t, conn, stop).await;
+            }
+        })
+    };
     let feed = tokio::spawn(Arc::clone(&ledger).follow(
         connect(&cfg, cfg.consent_feed_block + cfg.redis_response_timeout).await?,
         feed_from,
@@ -231,6 +246,10 @@ pub async fn run(
     let _ = pauses_task.await;
     let _ = feed.await;
     let _ = orphans.await;
+    let _ = throttles.await;
+    if let Some(mut fleet) = fleet {
+        while fleet.join_next().await.is_some() {}
+    }
     if let Ok(Err(e)) = control_task.await {
         tracing::warn!(error = %e, "control service stopped with an error");
     }

@@ -185,3 +185,137 @@ async fn a_pause_taken_on_one_instance_suppresses_on_every_instance() {
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_is_set_read_and_exported_over_the_control_plane() {
+    use herald_control::v1::{ExportConsentRequest, GetConsentRequest, SetConsentRequest};
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let grpc = free_port();
+    let env = vec![
+        (
+            "HERALD_CONTROL__LISTEN".to_string(),
+            format!("127.0.0.1:{grpc}"),
+        ),
+        ("HERALD_CONTROL__TOKEN".to_string(), TOKEN.to_string()),
+    ];
+    let herald = Herald::start_env(
+        &config_text(&redis, &mock.base_url(), free_port(), FAST_DISPATCH),
+        env,
+    )
+    .await;
+    let mut admin = client(grpc, TOKEN).await;
+    let who = number(5);
+
+    // Granting needs a kind and evidence; revoking needs evidence.
+    let bad = |state: &str, kind: &str, evidence: &str| SetConsentRequest {
+        tenant: "acme".into(),
+        number: who.clone(),
+        state: state.into(),
+        kind: kind.into(),
+        evidence: evidence.into(),
+        by: "ops@acme".into(),
+        ..Default::default()
+    };
+    for (req, why) in [
+        (bad("granted", "", "form 1"), "granted without kind"),
+        (bad("revoked", "", ""), "revoked without evidence"),
+        (bad("maybe", "", "x"), "unknown state"),
+        (
+            SetConsentRequest {
+                number: "+1".into(),
+                ..bad("revoked", "", "x")
+            },
+            "bad number",
+        ),
+        (
+            SetConsentRequest {
+                by: "".into(),
+                ..bad("revoked", "", "x")
+            },
+            "no `by`",
+        ),
+    ] {
+        let err = admin.set_consent(req).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{why}");
+    }
+
+    let set = admin
+        .set_consent(SetConsentRequest {
+            purposes: vec!["marketing".into()],
+            ..bad("granted", "express_written", "web form 881, 2026-05-01")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(set.changed, vec!["marketing"]);
+    let again = admin
+        .set_consent(SetConsentRequest {
+            purposes: vec!["marketing".into()],
+            ..bad("granted", "express_written", "web form 881, 2026-05-01")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.changed.is_empty(), "idempotent");
+    admin
+        .set_consent(bad("revoked", "", "called in, agent 12"))
+        .await
+        .unwrap();
+
+    let got = admin
+        .get_consent(GetConsentRequest {
+            tenant: "acme".into(),
+            number: who.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let states: Vec<(&str, &str)> = got
+        .purposes
+        .iter()
+        .map(|p| (p.purpose.as_str(), p.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("transactional", "revoked"),
+            ("collections", "revoked"),
+            ("marketing", "revoked")
+        ]
+    );
+    assert_eq!(got.purposes[2].evidence, "called in, agent 12");
+    assert_eq!(got.purposes[2].by, "ops@acme");
+
+    // The audit trail: both changes, oldest first, with who and evidence.
+    let mut stream = admin
+        .export_consent(ExportConsentRequest {
+            tenant: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut entries = Vec::new();
+    while let Some(e) = stream.message().await.unwrap() {
+        entries.push(e);
+    }
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[0].purposes, "marketing");
+    assert_eq!(entries[0].state, "granted");
+    assert_eq!(entries[0].evidence, "web form 881, 2026-05-01");
+    assert_eq!(entries[1].purposes, "transactional,collections,marketing");
+    assert_eq!(entries[1].state, "revoked");
+    assert_eq!(entries[1].number, who);
+    // Another tenant's export is empty.
+    let mut other = admin
+        .export_consent(ExportConsentRequest {
+            tenant: "globex".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other.message().await.unwrap().is_none());
+    herald.stop().await.expect("clean stop");
+}

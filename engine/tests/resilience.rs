@@ -232,3 +232,319 @@ async fn status_callbacks_become_one_receipt_each() {
     .await;
     herald.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambiguous_send_is_never_resent_through_another_provider() {
+    let redis = RedisServer::start();
+    let primary = mock(0, 0.0).await;
+    let backup = mock(0, 0.0).await;
+    let extra = format!(
+        r#"{FAST_DISPATCH}failover_after = 1
+max_attempts = 3
+ambiguous_policy = "resend"
+[providers.backup]
+kind = "twilio"
+base_url = "{}"
+account_sid = "ACmock0000000000000000000000000000"
+auth_token = "mock-token"
+from = "+15005550006"
+"#,
+        backup.base_url()
+    );
+    let env = vec![(
+        "HERALD_ROUTES__DEFAULT".to_string(),
+        r#"["twilio", "backup"]"#.to_string(),
+    )];
+    let herald = Herald::start_env(
+        &config_text(&redis, &primary.base_url(), free_port(), &extra),
+        env,
+    )
+    .await;
+    let mut conn = redis.conn().await;
+    // The mock accepts +15005550556, then drops the connection unanswered:
+    // the provider has the message, Herald cannot know.
+    let m = json!({"id": "amb", "tenant": "acme", "to": "+15005550556", "body": "hi"});
+    xadd_raw(&mut conn, 4, &[m.to_string().into_bytes()]).await;
+    let ev = wait_events(&mut conn, "a final decision", T, |ev| {
+        event_of(ev, "amb").iter().any(|e| e["status"] == "failed")
+    })
+    .await;
+    let steps = event_of(&ev, "amb");
+    // DESIGN §4: every attempt went to the provider that may have it —
+    // never to the backup, although failover_after = 1.
+    assert!(steps.len() >= 2, "{steps:?}");
+    for s in &steps {
+        assert_eq!(s["provider"], "twilio", "{steps:?}");
+    }
+    assert_eq!(steps[0]["status"], "retrying");
+    assert_eq!(steps[0]["reason"], "ambiguous");
+    assert_eq!(
+        steps.last().map(|s| s["reason"].as_str()),
+        Some("attempts_exhausted")
+    );
+    assert_eq!(backup.stats().requests, 0);
+    herald.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mock_providers_signed_callbacks_become_receipts() {
+    let redis = RedisServer::start();
+    let provider = MockProvider::start(
+        ([127, 0, 0, 1], 0).into(),
+        MockSettings {
+            status_callbacks: true,
+            callback_delay: Duration::from_millis(50),
+            record: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("mock");
+    let port = free_port();
+    // public_url defaults to the listener: the callback URL the mock signs.
+    let env = vec![(
+        "HERALD_PROVIDERS__TWILIO__STATUS_CALLBACK".to_string(),
+        format!("http://127.0.0.1:{port}/v1/webhooks/twilio/status"),
+    )];
+    let herald = Herald::start_env(
+        &config_text(&redis, &provider.base_url(), port, FAST_DISPATCH),
+        env,
+    )
+    .await;
+    let mut conn = redis.conn().await;
+    let msgs = [
+        json!({"id": "ok", "tenant": "acme", "to": number(7), "body": "hi"}),
+        // Mock rules: 0030 → undelivered 30003; 0021 → delivered before sent;
+        // 0022 → every callback twice.
+        json!({"id": "u", "tenant": "acme", "to": "+15005550030", "body": "hi"}),
+        json!({"id": "r", "tenant": "acme", "to": "+15005550021", "body": "hi"}),
+        json!({"id": "d", "tenant": "acme", "to": "+15005550022", "body": "hi"}),
+    ];
+    let raw: Vec<Vec<u8>> = msgs.iter().map(|m| m.to_string().into_bytes()).collect();
+    xadd_raw(&mut conn, 4, &raw).await;
+    let ev = wait_events(&mut conn, "4 receipts", T, |ev| {
+        count_status(ev, "delivered") + count_status(ev, "undelivered") == 4
+    })
+    .await;
+    let last = |id: &str| {
+        event_of(&ev, id)
+            .last()
+            .map(|e| (*e).clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(last("ok")["status"], "delivered");
+    assert_eq!(last("u")["status"], "undelivered");
+    assert_eq!(last("u")["reason"], "30003");
+    assert_eq!(last("r")["status"], "delivered");
+    assert_eq!(last("d")["status"], "delivered");
+    // Duplicated callbacks gave one receipt.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ev = events(&mut conn).await;
+    assert_eq!(
+        event_of(&ev, "d")
+            .iter()
+            .filter(|e| e["status"] == "delivered")
+            .count(),
+        1
+    );
+    herald.stop().await.expect("clean stop");
+}
+
+/// DESIGN §7 / issue #4: a carrier's limit holds for the fleet. Three
+/// instances share one Redis and one `fleet = true` lane; together they
+/// never pass more than burst + rate × T + instances × lease segments in a
+/// span of T, and the rate they achieve is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_one_fleet_wide_carrier_limit() {
+    let redis = RedisServer::start();
+    let provider = mock(0, 0.0).await;
+    let dir = std::env::temp_dir().join(format!("herald-fleet-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let table = dir.join("carriers.toml");
+    // 10 segments/s for the whole fleet, burst 5, leases of 2.
+    std::fs::write(
+        &table,
+        r#"
+[[carrier]]
+name = "testco"
+prefixes = ["1415"]
+limit = { segments = 10, per = "second", burst = 5 }
+fleet = true
+lease = 2
+"#,
+    )
+    .expect("write");
+    let extra = format!(
+        "{FAST_DISPATCH}\n[throttle]\nrules_file = \"{}\"\n",
+        table.display()
+    );
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        let text = config_text(&redis, &provider.base_url(), free_port(), &extra);
+        fleet.push(Herald::start(&text).await);
+    }
+    let mut conn = redis.conn().await;
+    let n = 40;
+    let batch: Vec<Vec<u8>> = (0..n).map(|i| msg(&format!("t{i}"), i)).collect();
+    xadd_raw(&mut conn, 4, &batch).await;
+    let ev = wait_events(&mut conn, "all sent", Duration::from_secs(60), |ev| {
+        count_status(ev, "sent") == n
+    })
+    .await;
+    let mut sent: Vec<i64> = ev
+        .iter()
+        .filter(|e| e["status"] == "sent")
+        .filter_map(|e| e["ts"].parse().ok())
+        .collect();
+    sent.sort_unstable();
+    let throttled = ev
+        .iter()
+        .filter(|e| e["status"] == "deferred" && e["reason"] == "throttled")
+        .count();
+    assert!(throttled > 0, "40 texts at 10/s must be throttled");
+    // Every window [sent[i], sent[j]] holds at most burst + rate·T + 3·lease
+    // texts (+1: both ends are counted). `ts` is when the outcome was
+    // written, a little after the token was taken, so allow the writer's
+    // batching (50 ms of tokens) too.
+    let (burst, rate, lease) = (5.0, 10.0 / 1000.0, 2.0);
+    for i in 0..sent.len() {
+        for j in i..sent.len() {
+            let span = (sent[j] - sent[i]) as f64 + 50.0;
+            let count = (j - i + 1) as f64;
+            assert!(
+                count <= burst + rate * span + 3.0 * lease + 1.0,
+                "{count} texts in {span} ms exceed the fleet limit"
+            );
+        }
+    }
+    let span_s = (sent[sent.len() - 1] - sent[0]) as f64 / 1000.0;
+    println!(
+        "fleet of 3: {n} texts in {span_s:.2} s = {:.1}/s against a fleet limit of 10/s (burst 5); {throttled} deferrals",
+        (n as f64 - burst) / span_s
+    );
+    for h in fleet {
+        h.stop().await.expect("clean stop");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A full carrier lane defers its own messages (`throttled`) and holds up no
+/// other carrier; a limit changed over the control plane applies without a
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_lane_defers_only_its_carrier_and_limits_change_live() {
+    use herald_control::v1::{ListThrottlesRequest, SetThrottleRequest};
+    let redis = RedisServer::start();
+    let provider = mock(0, 0.0).await;
+    let dir = std::env::temp_dir().join(format!("herald-lanes-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let table = dir.join("carriers.toml");
+    std::fs::write(
+        &table,
+        r#"
+[[carrier]]
+name = "slowco"
+prefixes = ["1415"]
+limit = { segments = 2, per = "second", burst = 1 }
+[[carrier]]
+name = "fastco"
+prefixes = ["1212"]
+"#,
+    )
+    .expect("write");
+    let grpc = free_port();
+    let token = "admin-token-for-lane-tests";
+    let env = vec![
+        (
+            "HERALD_CONTROL__LISTEN".to_string(),
+            format!("127.0.0.1:{grpc}"),
+        ),
+        ("HERALD_CONTROL__TOKEN".to_string(), token.to_string()),
+    ];
+    let extra = format!(
+        "{FAST_DISPATCH}\n[throttle]\nrules_file = \"{}\"\n",
+        table.display()
+    );
+    let herald = Herald::start_env(
+        &config_text(&redis, &provider.base_url(), free_port(), &extra),
+        env,
+    )
+    .await;
+    let mut conn = redis.conn().await;
+    let to = |carrier: &str, i: usize| match carrier {
+        "slow" => number(i),
+        _ => format!("+1212200{i:04}"),
+    };
+    let batch = |prefix: &str, carrier: &str| -> Vec<Vec<u8>> {
+        (0..6)
+            .map(|i| {
+                json!({"id": format!("{prefix}{i}"), "tenant": "acme", "to": to(carrier, i), "body": "hi"})
+                    .to_string()
+                    .into_bytes()
+            })
+            .collect()
+    };
+    let mut both = batch("s", "slow");
+    both.extend(batch("f", "fast"));
+    xadd_raw(&mut conn, 4, &both).await;
+    let ev = wait_events(&mut conn, "12 sent", T, |ev| count_status(ev, "sent") == 12).await;
+    let throttled = |ev: &[HashMap<String, String>], prefix: &str| {
+        ev.iter()
+            .filter(|e| {
+                e["id"].starts_with(prefix)
+                    && e["status"] == "deferred"
+                    && e["reason"] == "throttled"
+            })
+            .count()
+    };
+    assert!(
+        throttled(&ev, "s") > 0,
+        "6 texts at 2/s: slowco's lane defers"
+    );
+    assert_eq!(throttled(&ev, "f"), 0, "fastco is not held up by slowco");
+
+    // Lift slowco's limit live, fleet-wide.
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("control");
+    let mut admin = herald_control::v1::control_client::ControlClient::with_interceptor(
+        channel,
+        herald_control::auth::attach_bearer(token).expect("token"),
+    );
+    let bad = admin
+        .set_throttle(SetThrottleRequest {
+            lane: "carrier:nope".into(),
+            segments: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    admin
+        .set_throttle(SetThrottleRequest {
+            lane: "carrier:slowco".into(),
+            segments: 0,
+            ..Default::default()
+        })
+        .await
+        .expect("set");
+    let listed = admin
+        .list_throttles(ListThrottlesRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.limits.len(), 1);
+    assert_eq!(listed.limits[0].lane, "carrier:slowco");
+    tokio::time::sleep(herald_engine::throttle::live::REFRESH * 3).await;
+    let before = events(&mut conn).await.len();
+    xadd_raw(&mut conn, 4, &batch("t", "slow")).await;
+    let ev = wait_events(&mut conn, "6 more sent", T, |ev| {
+        count_status(ev, "sent") == 18
+    })
+    .await;
+    assert_eq!(throttled(&ev[before..], "t"), 0, "the lifted limit applies");
+    herald.stop().await.expect("clean stop");
+    let _ = std::fs::remove_dir_all(dir);
+}

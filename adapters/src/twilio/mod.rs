@@ -25,6 +25,7 @@ use http_body_util::Full;
 
 pub use config::{TwilioConfigError, TwilioSettings};
 
+use crate::transport::{self, HttpClient, PoolSettings};
 use crate::{Accepted, PermanentKind, Provider, SendError, SendRequest};
 
 /// Sends SMS through Twilio's Messages API over one pooled HTTP/1.1 client.
@@ -38,7 +39,7 @@ pub struct TwilioProvider {
 }
 
 struct Inner {
-    client: service::HttpClient,
+    client: HttpClient,
     /// `…/2010-04-01/Accounts/{sid}/Messages.json`, parsed once.
     messages_uri: Uri,
     /// `Basic base64(sid:token)`, encoded once; marked sensitive.
@@ -68,12 +69,12 @@ impl TwilioProvider {
 
         Ok(TwilioProvider {
             inner: Arc::new(Inner {
-                client: service::build_client(
-                    settings.connect_timeout,
-                    settings.pool_max_idle_per_host,
-                    settings.pool_idle_timeout,
-                    settings.http2,
-                ),
+                client: transport::build_client(PoolSettings {
+                    connect_timeout: settings.connect_timeout,
+                    pool_max_idle_per_host: settings.pool_max_idle_per_host,
+                    pool_idle_timeout: settings.pool_idle_timeout,
+                    http2: settings.http2,
+                }),
                 messages_uri: valid.messages_uri,
                 authorization,
                 from: valid.from,

@@ -8,150 +8,36 @@
 //! - we cannot tell → [`SendError::Ambiguous`] (never re-sent silently).
 
 use std::borrow::Cow;
-use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{HttpConnector, capture_connection};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::StatusCode;
+use http_body_util::Full;
 use serde::Deserialize;
 
+use crate::transport::{self, HttpClient};
 use crate::{Accepted, PermanentKind, SendError};
-
-pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Twilio answers a create in about 1 KiB; anything past this is not Twilio.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// One pooled client for all sends of one provider.
-pub(super) fn build_client(
-    connect_timeout: Duration,
-    pool_max_idle_per_host: usize,
-    pool_idle_timeout: Duration,
-    http2: bool,
-) -> HttpClient {
-    let mut http = HttpConnector::new();
-    // The TLS layer decides the scheme; without this http-only is enforced.
-    http.enforce_http(false);
-    // Requests are one small write each; Nagle would hold them for the ACK.
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    // Notice dead idle connections (NAT timeouts) before reusing them.
-    http.set_keepalive(Some(Duration::from_secs(60)));
-
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http();
-    let https = if http2 {
-        https.enable_http2().wrap_connector(http)
-    } else {
-        https.enable_http1().wrap_connector(http)
-    };
-
-    // No per-host connection cap here (hyper-util's pool has none): the
-    // engine bounds in-flight sends with a semaphore.
-    let mut builder = Client::builder(TokioExecutor::new());
-    if http2 {
-        // One connection carries every stream: keep it alive across quiet
-        // spells instead of re-handshaking.
-        builder
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_while_idle(true)
-            .timer(TokioTimer::new());
-    }
-    builder
-        .pool_max_idle_per_host(pool_max_idle_per_host)
-        .pool_idle_timeout(pool_idle_timeout)
-        .pool_timer(TokioTimer::new())
-        // Twilio's answers are ~1 KB; hyper's adaptive read buffer starts at
-        // 8 KiB per connection. At 10k+ pooled connections that buffer is
-        // most of the daemon's memory, so read in fixed 4 KiB chunks.
-        .http1_read_buf_exact_size(4096)
-        // HTTP/2 on request: prior knowledge for http://, ALPN for https://.
-        .http2_only(http2)
-        // A request that a *reused* connection gave back unwritten (the server
-        // closed it while idle) is re-sent by hyper-util on another
-        // connection: safe, the bytes never left.
-        .retry_canceled_requests(true)
-        .build(https)
-}
-
 /// Send one prepared request and classify the outcome.
 pub(super) async fn send(
     client: &HttpClient,
-    mut request: http::Request<Full<Bytes>>,
+    request: http::Request<Full<Bytes>>,
     timeout: Duration,
 ) -> Result<Accepted, SendError> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    // Tells us afterwards whether the request ever got a connection. Costs a
-    // few small allocations per send; it is what lets a timeout spent in DNS,
-    // TCP, TLS or waiting for a pooled connection count as Transient instead
-    // of Ambiguous.
-    let connection = capture_connection(&mut request);
-
-    let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) if e.is_connect() => {
-            // DNS, TCP connect (refused, unreachable, connect timeout) or TLS
-            // handshake failed: no request bytes were written.
-            return Err(SendError::Transient {
-                code: None,
-                message: format!("connecting to Twilio failed: {}", error_chain(&e)),
-                retry_after: None,
-            });
-        }
-        Ok(Err(e)) => {
-            // Everything after the connection was obtained: write error,
-            // reset, EOF or a malformed response. The request may have been
-            // (partly) written and processed. hyper-util already re-sent the
-            // provably unwritten case on a reused connection; the same case on
-            // a fresh connection is not exposed (its `Canceled` kind is
-            // private), so it lands here too: conservative, never a duplicate.
-            return Err(SendError::Ambiguous {
-                message: format!(
-                    "Twilio connection failed after the request was sent: {}",
-                    error_chain(&e)
-                ),
-            });
-        }
-        Err(_elapsed) => {
-            if connection.connection_metadata().is_none() {
-                return Err(SendError::Transient {
-                    code: None,
-                    message: format!("no connection to Twilio within {timeout:?}"),
-                    retry_after: None,
-                });
-            }
-            return Err(SendError::Ambiguous {
-                message: format!(
-                    "no response from Twilio within {timeout:?} after the request was sent"
-                ),
-            });
-        }
-    };
-
-    let (parts, body) = response.into_parts();
-    let status = parts.status;
-    let body =
-        match tokio::time::timeout_at(deadline, Limited::new(body, MAX_RESPONSE_BYTES).collect())
-            .await
-        {
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(e)) => Err(format!("reading the response body failed: {e}")),
-            Err(_) => Err(format!("response body not complete within {timeout:?}")),
-        };
+    let answer =
+        transport::exchange(client, request, timeout, "Twilio", MAX_RESPONSE_BYTES).await?;
+    let status = answer.status;
 
     if status.is_success() {
         // The status line says Twilio created the message; a body we cannot
         // read or parse does not undo that. Re-sending would most likely text
         // the person twice, and without a sid we cannot match receipts, so
         // this is Ambiguous rather than Accepted or Transient.
-        return match body {
+        return match answer.body {
             Ok(bytes) => parse_created(status, &bytes),
             Err(reason) => Err(SendError::Ambiguous {
                 message: format!("Twilio answered {status} but {reason}"),
@@ -159,8 +45,8 @@ pub(super) async fn send(
         };
     }
 
-    let retry_after = retry_after(&parts.headers);
-    let body = body.ok();
+    let retry_after = transport::retry_after(&answer.headers);
+    let body = answer.body.ok();
     let error = body.as_deref().and_then(parse_error);
     Err(classify(status.as_u16(), error.as_ref(), retry_after))
 }
@@ -245,11 +131,7 @@ pub(super) fn classify(
     let message = || {
         let mut m = match error.and_then(|e| e.message.as_deref()) {
             Some(text) => text.to_owned(),
-            None => StatusCode::from_u16(status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("unexpected status")
-                .to_owned(),
+            None => transport::status_text(status).to_owned(),
         };
         let _ = write!(m, " (HTTP {status})");
         m
@@ -301,38 +183,20 @@ pub(super) fn classify(
     }
 }
 
-/// `Retry-After` as delta-seconds. The HTTP-date form is not parsed (Twilio
-/// sends seconds); it yields `None` and the engine's own backoff applies.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// `e: cause: cause…` — hyper-util's own Display is only "client error (Connect)".
-fn error_chain(e: &(dyn StdError + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let _ = write!(s, ": {cause}");
-        source = cause.source();
-    }
-    s
-}
-
 #[cfg(test)]
 pub(super) fn classify_for_test(
     status: u16,
     body: &str,
     retry_after_header: Option<&str>,
 ) -> SendError {
-    let mut headers = HeaderMap::new();
+    let mut headers = http::HeaderMap::new();
     if let Some(v) = retry_after_header {
-        headers.insert(header::RETRY_AFTER, v.parse().unwrap());
+        headers.insert(http::header::RETRY_AFTER, v.parse().unwrap());
     }
     classify(
         status,
         parse_error(body.as_bytes()).as_ref(),
-        retry_after(&headers),
+        transport::retry_after(&headers),
     )
 }
 

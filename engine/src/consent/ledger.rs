@@ -62,6 +62,11 @@ pub fn letter(state: PurposeState) -> char {
     }
 }
 
+/// The state a storage letter stands for.
+pub fn state_of_letter(c: u8) -> Option<PurposeState> {
+    from_letter(c)
+}
+
 fn from_letter(c: u8) -> Option<PurposeState> {
     Some(match c {
         b'u' => PurposeState::Unknown,

@@ -48,6 +48,8 @@ pub struct Dispatcher {
     pub consent: Arc<crate::consent::ConsentLedger>,
     /// The frequency-cap script.
     pub cap_script: redis::Script,
+    /// Carrier lanes and token buckets (`None`: `throttle.enabled = false`).
+    pub throttle: Option<(crate::throttle::Carriers, crate::throttle::Throttle)>,
 }
 
 impl Dispatcher {
@@ -74,6 +76,12 @@ impl Dispatcher {
             policy: Arc::clone(&cfg.policy),
             consent,
             cap_script: redis::Script::new(crate::policy::caps::CAP_LUA),
+            throttle: cfg.throttle.as_ref().map(|t| {
+                (
+                    crate::throttle::Carriers::new(t),
+                    crate::throttle::Throttle::new(t),
+                )
+            }),
             cfg,
         }
     }

@@ -230,13 +230,19 @@ pub async fn process_batch(
         });
     }
 
-    // 5. frequency caps, counted when sent: reserve a place for each message
+    // 5. carrier lane and sender token buckets (in memory): a full lane
+    //    defers its messages to the delayed set, never blocks the shard.
+    if d.throttle.is_some() {
+        throttle(d, &mut sends, outcomes, now);
+    }
+
+    // 6. frequency caps, counted when sent: reserve a place for each message
     //    a cap applies to (one pipeline), defer the ones with no room.
     if sends.iter().any(|s| !s.caps.is_empty()) {
         reserve_caps(d, conn, &mut sends, outcomes, now).await;
     }
 
-    // 6. send, off the shard's loop.
+    // 7. send, off the shard's loop.
     for s in sends {
         let d = Arc::clone(d);
         let outcomes = outcomes.clone();
@@ -358,6 +364,56 @@ fn prepare_content(
     Ok(seg.segments)
 }
 
+/// The token-bucket stage (DESIGN §7): each message takes its segments from
+/// its carrier's lane and its sender's; one that finds no room is
+/// `deferred` / `throttled` until the lane's pacer gives it a slot.
+fn throttle(d: &Dispatcher, sends: &mut Vec<Send>, outcomes: &OutcomeSender, now: i64) {
+    let Some((carriers, throttle)) = &d.throttle else {
+        return;
+    };
+    let mut kept = Vec::with_capacity(sends.len());
+    for s in sends.drain(..) {
+        let carrier = carriers.resolve(s.msg.carrier.as_deref(), s.msg.to);
+        let sender = match s.msg.from.as_deref() {
+            Some(f) => Some(f),
+            None => {
+                let route = d.providers.route(&s.msg.tenant, s.msg.category);
+                route
+                    .first()
+                    .and_then(|i| d.providers.slots[*i].default_sender.as_deref())
+            }
+        };
+        match throttle.admit(carrier, sender, s.segments.max(1), now) {
+            crate::throttle::Admission::Go => kept.push(s),
+            crate::throttle::Admission::Defer { until_ms, lane } => {
+                telemetry::throttled(lane);
+                let detail = format!(
+                    "the {lane} lane ({}) is full",
+                    if lane == "carrier" {
+                        carrier.name()
+                    } else {
+                        sender.unwrap_or("-")
+                    }
+                );
+                let Send {
+                    partition,
+                    entry,
+                    msg,
+                    raw,
+                    attempt,
+                    permit,
+                    ..
+                } = s;
+                // Nothing was sent: the attempt does not count.
+                let mut dec = defer(msg, raw, attempt.saturating_sub(1), until_ms, "throttled");
+                dec.detail = Some(detail);
+                decide(outcomes, partition, entry, permit, dec);
+            }
+        }
+    }
+    *sends = kept;
+}
+
 /// Reserve cap places for every send that has caps, in one pipeline; the
 /// ones without room are deferred until a place frees (and checked again,
 /// quiet hours included, when released). Redis errors: those messages are
@@ -429,7 +485,14 @@ async fn reserve_caps(
             });
         }
         telemetry::policy_deferral("frequency_cap");
-        let mut dec = defer(msg, raw, attempt, free_at, "frequency_cap");
+        // Nothing was sent: the attempt does not count.
+        let mut dec = defer(
+            msg,
+            raw,
+            attempt.saturating_sub(1),
+            free_at,
+            "frequency_cap",
+        );
         dec.fired = fired;
         decide(outcomes, partition, entry, permit, dec);
     }

@@ -196,6 +196,10 @@ auth_token = "mock-token"
 from = "+15005550006"
 [routes]
 default = ["twilio"]
+# The mock's sender is a long code (1 segment/s by default): not throttled
+# here, except in tests about throttling.
+[throttle.sender_limits]
+"+15005550006" = {{ segments = 0, per = "second" }}
 {extra}
 "#,
         redis = redis.url(),

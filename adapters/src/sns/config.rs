@@ -1,0 +1,231 @@
+//! What an operator writes to configure the SNS adapter, and its validation.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::Uri;
+
+use crate::transport;
+
+/// Settings for [`SnsProvider`](super::SnsProvider).
+///
+/// A plain struct: the engine's config layer maps `providers.<name>.*` onto
+/// it and [`SnsProvider::new`](super::SnsProvider::new) validates it once.
+#[derive(Clone)]
+pub struct SnsSettings {
+    /// AWS region (`us-east-1`): picks the default endpoint and is part of
+    /// the SigV4 credential scope, so it must match the endpoint's region.
+    pub region: String,
+    /// `AKIA…` / `ASIA…` access key id: sent in the clear in every
+    /// `Authorization` header.
+    pub access_key_id: String,
+    /// Signs every request. Never printed by `Debug`.
+    pub secret_access_key: String,
+    /// For temporary (STS) credentials: sent as `X-Amz-Security-Token` and
+    /// signed. Never printed by `Debug`. Herald does not refresh it: when it
+    /// expires SNS answers `ExpiredToken` and sends fail as unauthorized.
+    pub session_token: Option<String>,
+    /// Scheme and host of the SNS Query API; `None` means
+    /// `https://sns.{region}.amazonaws.com`. Tests and VPC endpoints set it.
+    pub endpoint: Option<String>,
+    /// Default `AWS.MM.SMS.OriginationNumber` (an E.164 number or short code
+    /// registered in the account) when routing gives no `from`. `None` lets
+    /// SNS pick one from the account's pool.
+    pub origination_number: Option<String>,
+    /// `AWS.SNS.SMS.SenderID`: an alphanumeric sender shown instead of a
+    /// number where the destination country supports it (not the US).
+    pub sender_id: Option<String>,
+    /// Budget for one send: waiting for a connection, writing the request and
+    /// reading the whole response.
+    pub request_timeout: Duration,
+    /// Budget for the TCP connect of a new connection.
+    pub connect_timeout: Duration,
+    /// Idle connections kept per host, so a burst's connections are reused
+    /// instead of re-handshaked (TLS to AWS costs a round trip or two).
+    pub pool_max_idle_per_host: usize,
+    /// How long an idle connection stays in the pool.
+    pub pool_idle_timeout: Duration,
+    /// Speak HTTP/2 only (ALPN `h2` for https, prior knowledge for http).
+    /// Off by default; turn on only for an endpoint known to speak h2.
+    pub http2: bool,
+}
+
+impl Default for SnsSettings {
+    fn default() -> Self {
+        SnsSettings {
+            region: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            session_token: None,
+            endpoint: None,
+            origination_number: None,
+            sender_id: None,
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            pool_max_idle_per_host: 32_768,
+            // Shorter than the idle timeout of AWS's load balancers (60 s), so
+            // Herald drops an idle connection before the server does: a
+            // server-side close racing a reuse turns a clean send ambiguous.
+            pool_idle_timeout: Duration::from_secs(30),
+            http2: false,
+        }
+    }
+}
+
+impl fmt::Debug for SnsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnsSettings")
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("endpoint", &self.endpoint)
+            .field("origination_number", &self.origination_number)
+            .field("sender_id", &self.sender_id)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
+            .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("http2", &self.http2)
+            .finish()
+    }
+}
+
+/// An SNS setting that cannot work, naming the key and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid sns setting `{key}`: {reason}")]
+pub struct SnsConfigError {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> SnsConfigError {
+    SnsConfigError {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// The parts of [`SnsSettings`] the hot path uses, checked and precomputed.
+pub(super) struct ValidSettings {
+    /// Where `Publish` is posted: the endpoint with its default port dropped,
+    /// so the `Host` that is signed is the one that is sent.
+    pub publish_uri: Uri,
+    /// `Host` header value, signed in every request.
+    pub host: String,
+    pub origination_number: Option<String>,
+    pub sender_id: Option<String>,
+    pub session_token: Option<String>,
+}
+
+pub(super) fn validate(s: &SnsSettings) -> Result<ValidSettings, SnsConfigError> {
+    let region = s.region.trim();
+    if region.is_empty() {
+        return Err(invalid("region", "is empty"));
+    }
+    // It becomes part of a host name and of the signed credential scope.
+    if !region
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(invalid(
+            "region",
+            format!("`{region}` is not a region name (like us-east-1)"),
+        ));
+    }
+    if s.access_key_id.is_empty() {
+        return Err(invalid("access_key_id", "is empty"));
+    }
+    // It is written into the Authorization header and the credential scope,
+    // where `/`, `,` or spaces would change the header's meaning.
+    if !s.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(invalid("access_key_id", "must be letters and digits only"));
+    }
+    if s.secret_access_key.is_empty() {
+        return Err(invalid("secret_access_key", "is empty"));
+    }
+    let session_token =
+        transport::non_empty(&s.session_token).map_err(|r| invalid("session_token", r))?;
+    if let Some(token) = &session_token
+        && http::HeaderValue::from_str(token).is_err()
+    {
+        return Err(invalid(
+            "session_token",
+            "contains characters not allowed in an HTTP header",
+        ));
+    }
+
+    let endpoint = transport::non_empty(&s.endpoint)
+        .map_err(|r| invalid("endpoint", r))?
+        .unwrap_or_else(|| format!("https://sns.{region}.amazonaws.com"));
+    let uri = transport::absolute_http_url(&endpoint).map_err(|r| invalid("endpoint", r))?;
+    if uri.query().is_some() {
+        return Err(invalid(
+            "endpoint",
+            format!("`{endpoint}` must not have a query string"),
+        ));
+    }
+    let (publish_uri, host) = normalise(&uri).map_err(|r| invalid("endpoint", r))?;
+
+    let origination_number = transport::non_empty(&s.origination_number)
+        .map_err(|r| invalid("origination_number", r))?;
+    let sender_id = transport::non_empty(&s.sender_id).map_err(|r| invalid("sender_id", r))?;
+    if let Some(id) = &sender_id {
+        // SNS: "up to 11 alphanumeric characters, including at least one
+        // letter and no spaces".
+        let ok = id.len() <= 11
+            && id.bytes().all(|b| b.is_ascii_alphanumeric())
+            && id.bytes().any(|b| b.is_ascii_alphabetic());
+        if !ok {
+            return Err(invalid(
+                "sender_id",
+                format!(
+                    "`{id}` must be 1–11 letters and digits with at least one letter (SNS's rule)"
+                ),
+            ));
+        }
+    }
+
+    if s.request_timeout.is_zero() {
+        return Err(invalid("request_timeout", "must be greater than zero"));
+    }
+    if s.connect_timeout.is_zero() {
+        return Err(invalid("connect_timeout", "must be greater than zero"));
+    }
+
+    Ok(ValidSettings {
+        publish_uri,
+        host,
+        origination_number,
+        sender_id,
+        session_token,
+    })
+}
+
+/// The URI to post to and its `Host`, with a default port (`:443` for https,
+/// `:80` for http) dropped the way HTTP clients and the SigV4 signer drop it:
+/// the signed host and the sent host must be byte-equal.
+fn normalise(uri: &Uri) -> Result<(Uri, String), String> {
+    let scheme = uri.scheme_str().unwrap_or("https");
+    let host = uri.host().unwrap_or_default();
+    let default_port = match scheme {
+        "https" => 443,
+        _ => 80,
+    };
+    let host = match uri.port_u16() {
+        Some(port) if port != default_port => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    };
+    let path = match uri.path() {
+        "" => "/",
+        p => p,
+    };
+    let full = format!("{scheme}://{host}{path}");
+    let publish_uri = full
+        .parse()
+        .map_err(|e| format!("`{full}` is not a valid URL: {e}"))?;
+    Ok((publish_uri, host))
+}
