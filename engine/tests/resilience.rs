@@ -548,3 +548,75 @@ prefixes = ["1212"]
     herald.stop().await.expect("clean stop");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// 429 with `Retry-After` is transient: a `retrying` event whose `until` is
+/// at least the provider's Retry-After away; a slow answer past the
+/// request timeout is ambiguous and, with `ambiguous_policy = "fail"`,
+/// `failed` / `ambiguous` and never re-sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_and_a_timeout_is_ambiguous() {
+    let redis = RedisServer::start();
+    let provider = MockProvider::start(
+        ([127, 0, 0, 1], 0).into(),
+        MockSettings {
+            retry_after_secs: 2,
+            slow_delay: Duration::from_millis(1_500),
+            record: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("mock");
+    let extra = format!("{FAST_DISPATCH}ambiguous_policy = \"fail\"\nmax_attempts = 2\n");
+    // Retry-After is a floor up to dispatch.retry_max_ms (a bad header may
+    // not park a message for a day): raise the test config's 200 ms cap.
+    let env = vec![
+        (
+            "HERALD_PROVIDERS__TWILIO__TIMEOUT_MS".to_string(),
+            "300".to_string(),
+        ),
+        (
+            "HERALD_DISPATCH__RETRY_MAX_MS".to_string(),
+            "5000".to_string(),
+        ),
+    ];
+    let herald = Herald::start_env(
+        &config_text(&redis, &provider.base_url(), free_port(), &extra),
+        env,
+    )
+    .await;
+    let mut conn = redis.conn().await;
+    // Mock rules: +15005550429 → 429 / 20429 with Retry-After; +15005550777
+    // → answers after slow_delay.
+    let msgs = [
+        json!({"id": "limited", "tenant": "acme", "to": "+15005550429", "body": "hi"}),
+        json!({"id": "slow", "tenant": "acme", "to": "+15005550777", "body": "hi"}),
+    ];
+    let raw: Vec<Vec<u8>> = msgs.iter().map(|m| m.to_string().into_bytes()).collect();
+    xadd_raw(&mut conn, 4, &raw).await;
+    let ev = wait_events(&mut conn, "both decided", T, |ev| {
+        event_of(ev, "limited")
+            .iter()
+            .any(|e| e["status"] == "failed")
+            && event_of(ev, "slow").iter().any(|e| e["status"] == "failed")
+    })
+    .await;
+    let limited = event_of(&ev, "limited");
+    assert_eq!(limited[0]["status"], "retrying");
+    let ts: i64 = limited[0]["ts"].parse().expect("ts");
+    let until: i64 = limited[0]["until"].parse().expect("until");
+    assert!(
+        until - ts >= 1_900,
+        "Retry-After 2 s is a floor: {}",
+        until - ts
+    );
+    assert_eq!(
+        limited.last().map(|e| e["reason"].as_str()),
+        Some("attempts_exhausted")
+    );
+    let slow = event_of(&ev, "slow");
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    assert_eq!(slow[0]["status"], "failed");
+    assert_eq!(slow[0]["reason"], "ambiguous");
+    herald.stop().await.expect("clean stop");
+}
