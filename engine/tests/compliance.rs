@@ -498,14 +498,11 @@ async fn frequency_cap_defers_the_fourth_text_until_the_window_frees() {
     let redis = RedisServer::start();
     let mock = mock(0, 0.0).await;
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("herald-caps-{}", free_port()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let rules = dir.join("rules.toml");
-    std::fs::write(&rules, CAP_RULES).expect("write rules");
+    let rules = TempFile::new("rules.toml", CAP_RULES);
     let extra = format!(
         "{}\n[compliance]\nrules_file = \"{}\"\n",
         tenant_section(""),
-        rules.display()
+        rules.toml_path()
     );
     let herald = start(&redis, &mock.base_url(), port, &extra).await;
     let mut conn = redis.conn().await;
@@ -540,7 +537,6 @@ async fn frequency_cap_defers_the_fourth_text_until_the_window_frees() {
     );
     assert_eq!(mock.recorded().len(), 3);
     herald.stop().await.expect("clean stop");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -549,17 +545,14 @@ async fn content_rules_append_opt_out_count_segments_and_block() {
     let mock = mock(0, 0.0).await;
     let port = free_port();
     // No windows in this table: collections may go at any hour here.
-    let dir = std::env::temp_dir().join(format!("herald-content-{}", free_port()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let rules = dir.join("rules.toml");
-    std::fs::write(&rules, "").expect("write rules");
+    let rules = TempFile::new("rules.toml", "");
     let extra = format!(
         "{}\n[compliance]\nrules_file = \"{}\"\n",
         tenant_section(
             r#"smart_encoding = true
 blocked_content = ["(?i)guaranteed approval"]"#
         ),
-        rules.display()
+        rules.toml_path()
     );
     let herald = start(&redis, &mock.base_url(), port, &extra).await;
     let mut conn = redis.conn().await;
@@ -618,7 +611,6 @@ blocked_content = ["(?i)guaranteed approval"]"#
     assert_eq!(bodies[&number(54)], "It's done - thanks");
     assert_eq!(event_of(&ev, "k4").expect("event")["segments"], "1");
     herald.stop().await.expect("clean stop");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

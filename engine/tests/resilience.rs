@@ -358,12 +358,9 @@ async fn the_mock_providers_signed_callbacks_become_receipts() {
 async fn three_instances_share_one_fleet_wide_carrier_limit() {
     let redis = RedisServer::start();
     let provider = mock(0, 0.0).await;
-    let dir = std::env::temp_dir().join(format!("herald-fleet-{}", free_port()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let table = dir.join("carriers.toml");
     // 10 segments/s for the whole fleet, burst 5, leases of 2.
-    std::fs::write(
-        &table,
+    let table = TempFile::new(
+        "carriers.toml",
         r#"
 [[carrier]]
 name = "testco"
@@ -372,11 +369,10 @@ limit = { segments = 10, per = "second", burst = 5 }
 fleet = true
 lease = 2
 "#,
-    )
-    .expect("write");
+    );
     let extra = format!(
         "{FAST_DISPATCH}\n[throttle]\nrules_file = \"{}\"\n",
-        table.display()
+        table.toml_path()
     );
     let mut fleet = Vec::new();
     for _ in 0..3 {
@@ -425,7 +421,6 @@ lease = 2
     for h in fleet {
         h.stop().await.expect("clean stop");
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A full carrier lane defers its own messages (`throttled`) and holds up no
@@ -436,11 +431,8 @@ async fn a_full_lane_defers_only_its_carrier_and_limits_change_live() {
     use herald_control::v1::{ListThrottlesRequest, SetThrottleRequest};
     let redis = RedisServer::start();
     let provider = mock(0, 0.0).await;
-    let dir = std::env::temp_dir().join(format!("herald-lanes-{}", free_port()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let table = dir.join("carriers.toml");
-    std::fs::write(
-        &table,
+    let table = TempFile::new(
+        "carriers.toml",
         r#"
 [[carrier]]
 name = "slowco"
@@ -450,8 +442,7 @@ limit = { segments = 2, per = "second", burst = 1 }
 name = "fastco"
 prefixes = ["1212"]
 "#,
-    )
-    .expect("write");
+    );
     let grpc = free_port();
     let token = "admin-token-for-lane-tests";
     let env = vec![
@@ -463,7 +454,7 @@ prefixes = ["1212"]
     ];
     let extra = format!(
         "{FAST_DISPATCH}\n[throttle]\nrules_file = \"{}\"\n",
-        table.display()
+        table.toml_path()
     );
     let herald = Herald::start_env(
         &config_text(&redis, &provider.base_url(), free_port(), &extra),
@@ -546,7 +537,6 @@ prefixes = ["1212"]
     .await;
     assert_eq!(throttled(&ev[before..], "t"), 0, "the lifted limit applies");
     herald.stop().await.expect("clean stop");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// 429 with `Retry-After` is transient: a `retrying` event whose `until` is

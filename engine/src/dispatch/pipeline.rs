@@ -280,6 +280,32 @@ struct Send {
     permit: Option<OwnedSemaphorePermit>,
 }
 
+impl Send {
+    /// Defer this message to `due` without sending it: the attempt does not
+    /// count (nothing reached a provider).
+    fn defer(
+        self,
+        outcomes: &OutcomeSender,
+        due: i64,
+        reason: &'static str,
+        detail: Option<String>,
+        fired: Vec<policy::Fired>,
+    ) {
+        let mut dec = defer(
+            self.msg,
+            self.raw,
+            self.attempt.saturating_sub(1),
+            due,
+            reason,
+        );
+        if detail.is_some() {
+            dec.detail = detail;
+        }
+        dec.fired = fired;
+        decide(outcomes, self.partition, self.entry, self.permit, dec);
+    }
+}
+
 /// Everything decided in memory before the claim: pause, timing, policy and
 /// content. Returns why the message is held (if it is) and its segments.
 /// The body is rewritten in place when content rules change it.
@@ -395,19 +421,7 @@ fn throttle(d: &Dispatcher, sends: &mut Vec<Send>, outcomes: &OutcomeSender, now
                         sender.unwrap_or("-")
                     }
                 );
-                let Send {
-                    partition,
-                    entry,
-                    msg,
-                    raw,
-                    attempt,
-                    permit,
-                    ..
-                } = s;
-                // Nothing was sent: the attempt does not count.
-                let mut dec = defer(msg, raw, attempt.saturating_sub(1), until_ms, "throttled");
-                dec.detail = Some(detail);
-                decide(outcomes, partition, entry, permit, dec);
+                s.defer(outcomes, until_ms, "throttled", Some(detail), Vec::new());
             }
         }
     }
@@ -459,18 +473,8 @@ async fn reserve_caps(
             kept.push(s);
             continue;
         }
-        let Send {
-            partition,
-            entry,
-            msg,
-            raw,
-            attempt,
-            caps,
-            permit,
-            ..
-        } = s;
-        let mut fired = Vec::with_capacity(caps.len());
-        for c in &caps {
+        let mut fired = Vec::with_capacity(s.caps.len());
+        for c in &s.caps {
             fired.push(policy::Fired {
                 rule: Arc::clone(&c.rule.id),
                 citation: Arc::clone(&c.rule.citation),
@@ -479,22 +483,15 @@ async fn reserve_caps(
                     "{} per {} h reached for +{}",
                     c.rule.limit,
                     c.rule.window_ms / 3_600_000,
-                    msg.to
+                    s.msg.to
                 )
                 .into(),
             });
         }
         telemetry::policy_deferral("frequency_cap");
-        // Nothing was sent: the attempt does not count.
-        let mut dec = defer(
-            msg,
-            raw,
-            attempt.saturating_sub(1),
-            free_at,
-            "frequency_cap",
-        );
-        dec.fired = fired;
-        decide(outcomes, partition, entry, permit, dec);
+        // The script reserves all of a message's caps or none: nothing to
+        // give back.
+        s.defer(outcomes, free_at, "frequency_cap", None, fired);
     }
     *sends = kept;
 }
@@ -814,9 +811,10 @@ async fn send(
                     *kind == herald_adapters::PermanentKind::Unauthorized
                 }
             };
-            if provider_fault {
-                slot.breaker.record(false, now);
-            }
+            // Any other answer (an invalid number…) shows a healthy
+            // provider: it counts as a success, and it must — a half-open
+            // circuit waits for its probe's outcome.
+            slot.breaker.record(!provider_fault, now);
             slot.latency_err.record(elapsed.as_secs_f64());
             failed_send(d, msg, raw, attempt, &slot.name, err, now)
         }

@@ -445,3 +445,35 @@ pub async fn http_call(
         .unwrap_or_default();
     (status, body)
 }
+
+/// A file written for one test (a rule table…), removed when dropped.
+pub struct TempFile {
+    pub path: std::path::PathBuf,
+}
+
+impl TempFile {
+    pub fn new(name: &str, contents: &str) -> TempFile {
+        let dir = std::env::temp_dir().join(format!(
+            "herald-test-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(name);
+        std::fs::write(&path, contents).expect("write temp file");
+        TempFile { path }
+    }
+
+    /// The path, for a TOML string.
+    pub fn toml_path(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
