@@ -27,7 +27,8 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
 pids+=($!)
 wait_port "$redis_port" redis-server
 
-target/release/herald-loadtest mock-provider --port "$mock_port" > "$run/mock.log" 2>&1 &
+target/release/herald-loadtest mock-provider --port "$mock_port" --status-callbacks \
+  > "$run/mock.log" 2>&1 &
 pids+=($!)
 wait_port "$mock_port" "mock provider"
 
@@ -36,6 +37,8 @@ export HERALD_PROVIDERS__TWILIO__BASE_URL="http://127.0.0.1:$mock_port"
 export HERALD_HTTP__LISTEN="127.0.0.1:$http_port"
 export HERALD_CONTROL__LISTEN="127.0.0.1:$grpc_port"
 export HERALD_CONTROL__TOKEN="demo-$(date +%s)-$RANDOM"
+# The mock calls back with signed delivery receipts: events go sent → delivered.
+export HERALD_PROVIDERS__TWILIO__STATUS_CALLBACK="http://127.0.0.1:$http_port/v1/webhooks/twilio/status"
 target/release/herald serve --config config/herald.toml > "$run/herald.log" 2>&1 &
 pids+=($!)
 wait_port "$http_port" herald
@@ -55,6 +58,11 @@ echo "Health:   curl -s http://127.0.0.1:$http_port/readyz"
 echo "Queue one message:"
 echo "  redis-cli -p $redis_port XADD 'herald:q:{0}' '*' msg '{\"id\":\"hello-1\",\"to\":\"+14155552671\",\"body\":\"Hello from Herald\"}'"
 echo "Watch outcomes:  redis-cli -p $redis_port XREAD BLOCK 0 STREAMS herald:events '\$'"
+echo "What the policy decides (quiet hours, consent, caps), e.g. marketing at 06:00 in California:"
+echo "  curl -s -H \"Authorization: Bearer \$HERALD_CONTROL__TOKEN\" http://127.0.0.1:$http_port/v1/policy/evaluate \\"
+echo "    -d '{\"tenant\":\"loadtest\",\"to\":\"+14155552671\",\"category\":\"marketing\",\"at\":\"2026-06-03T13:00:00Z\",\"consent\":\"express_written\"}'"
+echo "  (HERALD_CONTROL__TOKEN=$HERALD_CONTROL__TOKEN)"
+echo "Consent:         target/release/heraldctl --endpoint http://127.0.0.1:$grpc_port --token $HERALD_CONTROL__TOKEN consent loadtest +14155552671"
 echo "Admin (gRPC):    target/release/heraldctl --endpoint http://127.0.0.1:$grpc_port --token $HERALD_CONTROL__TOKEN stats"
 echo "                 target/release/heraldctl --endpoint http://127.0.0.1:$grpc_port --token $HERALD_CONTROL__TOKEN pause loadtest --reason test"
 echo
