@@ -22,6 +22,7 @@ use std::time::Duration;
 pub use self::http::{HttpConfigError, HttpProvider, HttpSettings};
 pub use sandbox::{SandboxProvider, SandboxSettings};
 pub use sns::{SnsConfigError, SnsProvider, SnsSettings};
+pub use twilio::lookup::{LookupError, TwilioLookup, TwilioLookupSettings};
 pub use twilio::{TwilioConfigError, TwilioProvider, TwilioSettings};
 
 /// One message to send. Borrowed: the dispatch task owns the message for the

@@ -343,6 +343,15 @@ pub struct ThrottleSection {
     /// Per-sender limits on top of the table's, by sender number or
     /// messaging-service id; `segments = 0` means not throttled.
     pub sender_limits: BTreeMap<String, LimitSection>,
+    /// Carrier lookup for numbers the table does not place: `none` or
+    /// `twilio` (Lookup v2, with the credentials of `lookup_provider`).
+    pub lookup: String,
+    pub lookup_provider: Option<String>,
+    pub lookup_base_url: Option<String>,
+    pub lookup_ttl_secs: u64,
+    pub lookup_cache_slots: usize,
+    pub lookup_queue: usize,
+    pub lookup_timeout_ms: u64,
 }
 
 impl Default for ThrottleSection {
@@ -351,8 +360,24 @@ impl Default for ThrottleSection {
             enabled: true,
             rules_file: None,
             sender_limits: BTreeMap::new(),
+            lookup: "none".into(),
+            lookup_provider: None,
+            lookup_base_url: None,
+            lookup_ttl_secs: 30 * 24 * 3600,
+            lookup_cache_slots: 65_536,
+            lookup_queue: 1_024,
+            lookup_timeout_ms: 5_000,
         }
     }
+}
+
+/// Validated carrier-lookup settings.
+#[derive(Debug, Clone)]
+pub struct CarrierLookupConfig {
+    pub settings: herald_adapters::TwilioLookupSettings,
+    pub ttl: Duration,
+    pub cache_slots: usize,
+    pub queue: usize,
 }
 
 /// A rate: `segments` per `per` (`second`, `minute`, `hour`, `day`).
@@ -451,6 +476,8 @@ pub struct Config {
     /// Carrier lanes and sender limits; `None` when `throttle.enabled` is
     /// false.
     pub throttle: Option<crate::throttle::ThrottleConfig>,
+    /// Carrier lookups through a provider's API (`None`: off).
+    pub carrier_lookup: Option<CarrierLookupConfig>,
     /// Compliance rules and tenant policies, validated and compiled.
     pub policy: std::sync::Arc<crate::policy::Policy>,
     pub consent_feed_block: Duration,
@@ -609,6 +636,60 @@ fn positive(key: &str, v: u64) -> Result<u64, ConfigError> {
 fn listen_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
     v.parse()
         .map_err(|e| key_err(key, format!("`{v}` is not an address:port ({e})")))
+}
+
+fn carrier_lookup_config(
+    t: &ThrottleSection,
+    providers: &[ProviderConfig],
+) -> Result<Option<CarrierLookupConfig>, ConfigError> {
+    match t.lookup.as_str() {
+        "none" => return Ok(None),
+        "twilio" => {}
+        other => {
+            return Err(key_err(
+                "throttle.lookup",
+                format!("`{other}`: none or twilio"),
+            ));
+        }
+    }
+    if !t.enabled {
+        return Err(key_err(
+            "throttle.lookup",
+            "needs throttle.enabled = true (lookups feed the carrier lanes)",
+        ));
+    }
+    let name = t.lookup_provider.as_deref().ok_or_else(|| {
+        key_err(
+            "throttle.lookup_provider",
+            "names the twilio provider whose credentials the lookups use",
+        )
+    })?;
+    let twilio = providers
+        .iter()
+        .find_map(|p| match &p.kind {
+            ProviderKind::Twilio(s) if p.name == name => Some(s),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            key_err(
+                "throttle.lookup_provider",
+                format!("`{name}` is not a twilio provider under [providers]"),
+            )
+        })?;
+    let base = t
+        .lookup_base_url
+        .clone()
+        .unwrap_or_else(|| herald_adapters::twilio::lookup::DEFAULT_BASE_URL.to_string());
+    let mut settings = herald_adapters::TwilioLookupSettings::from_messaging(twilio, base);
+    settings.request_timeout = ms(positive("throttle.lookup_timeout_ms", t.lookup_timeout_ms)?);
+    herald_adapters::TwilioLookup::new(settings.clone())
+        .map_err(|e| key_err(format!("throttle.lookup_{}", e.key), e.reason))?;
+    Ok(Some(CarrierLookupConfig {
+        settings,
+        ttl: Duration::from_secs(positive("throttle.lookup_ttl_secs", t.lookup_ttl_secs)?),
+        cache_slots: positive("throttle.lookup_cache_slots", t.lookup_cache_slots as u64)? as usize,
+        queue: positive("throttle.lookup_queue", t.lookup_queue as u64)? as usize,
+    }))
 }
 
 fn throttle_config(
@@ -840,6 +921,7 @@ impl FileConfig {
             )? as u32,
         };
 
+        let carrier_lookup = carrier_lookup_config(&throttle, &providers)?;
         Ok(Config {
             redis_url: redis.url,
             redis_connect_timeout: ms(redis.connect_timeout_ms),
@@ -891,6 +973,7 @@ impl FileConfig {
             default_route,
             routes: tenant_routes,
             breaker,
+            carrier_lookup,
             throttle: throttle_config(throttle)?,
             policy: std::sync::Arc::new(crate::policy::Policy::build(&compliance, tenants)?),
             consent_feed_block: ms(positive(

@@ -130,6 +130,31 @@ pub async fn run(
             }
         })
     };
+    // Carrier lookups (Twilio Lookup v2, cached in Redis), off the hot path.
+    let lookups = match (&d.throttle, &cfg.carrier_lookup) {
+        (Some((carriers, _)), Some(l)) => {
+            let requests = d.lookups.lock().ok().and_then(|mut r| r.take());
+            match requests {
+                Some(requests) => {
+                    let twilio = herald_adapters::TwilioLookup::new(l.settings.clone())
+                        .map_err(|e| anyhow::anyhow!("throttle.lookup_{}: {}", e.key, e.reason))?;
+                    let lookup = crate::throttle::lookup::TwilioCarrierLookup::new(
+                        twilio,
+                        admin.clone(),
+                        l.ttl,
+                    );
+                    Some(tokio::spawn(crate::throttle::carrier::run_lookups(
+                        Arc::clone(carriers),
+                        lookup,
+                        requests,
+                        http_stop.clone(),
+                    )))
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
     let feed = tokio::spawn(Arc::clone(&ledger).follow(
         connect(&cfg, cfg.consent_feed_block + cfg.redis_response_timeout).await?,
         feed_from,
@@ -247,6 +272,9 @@ pub async fn run(
     let _ = feed.await;
     let _ = orphans.await;
     let _ = throttles.await;
+    if let Some(l) = lookups {
+        let _ = l.await;
+    }
     if let Some(mut fleet) = fleet {
         while fleet.join_next().await.is_some() {}
     }

@@ -610,3 +610,73 @@ async fn retry_after_is_honoured_and_a_timeout_is_ambiguous() {
     assert_eq!(slow[0]["reason"], "ambiguous");
     herald.stop().await.expect("clean stop");
 }
+
+/// DESIGN §7 / issue #4: a number the table does not place is looked up
+/// through the provider's lookup API (Twilio Lookup v2, here the mock),
+/// cached in Redis, and its later messages go to that carrier's lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_lookup_moves_a_number_into_its_lane() {
+    let redis = RedisServer::start();
+    let provider = mock(0, 0.0).await;
+    // Verizon limited to 1 segment/s, burst 1.
+    let table = TempFile::new(
+        "carriers.toml",
+        r#"
+[[carrier]]
+name = "verizon"
+aliases = ["verizon wireless"]
+limit = { segments = 1, per = "second", burst = 1 }
+"#,
+    );
+    let extra = format!(
+        "{FAST_DISPATCH}\n[throttle]\nrules_file = \"{}\"\nlookup = \"twilio\"\nlookup_provider = \"twilio\"\nlookup_base_url = \"{}\"\n",
+        table.toml_path(),
+        provider.base_url()
+    );
+    let herald = Herald::start(&config_text(
+        &redis,
+        &provider.base_url(),
+        free_port(),
+        &extra,
+    ))
+    .await;
+    let mut conn = redis.conn().await;
+    // The mock answers "Verizon Wireless" for numbers ending in 7–9.
+    let to = "+14152000017";
+    let one = |id: &str| {
+        json!({"id": id, "tenant": "acme", "to": to, "body": "hi"})
+            .to_string()
+            .into_bytes()
+    };
+    xadd_raw(&mut conn, 4, &[one("first")]).await;
+    wait_events(&mut conn, "first sent", T, |ev| {
+        event_of(ev, "first").iter().any(|e| e["status"] == "sent")
+    })
+    .await;
+    // The lookup ran off the hot path and is cached in Redis.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let cached: Option<String> = redis::cmd("GET")
+            .arg("herald:carrier:{14152000017}")
+            .query_async(&mut conn)
+            .await
+            .expect("get");
+        if let Some(c) = cached {
+            assert_eq!(c, "Verizon Wireless");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "lookup not cached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(provider.stats().lookups >= 1);
+    // Now the number is in verizon's 1/s lane: a burst of 4 is throttled.
+    let batch: Vec<Vec<u8>> = (0..4).map(|i| one(&format!("v{i}"))).collect();
+    xadd_raw(&mut conn, 4, &batch).await;
+    let ev = wait_events(&mut conn, "4 sent", T, |ev| count_status(ev, "sent") == 5).await;
+    let throttled: Vec<_> = ev
+        .iter()
+        .filter(|e| e["status"] == "deferred" && e["reason"] == "throttled")
+        .collect();
+    assert!(!throttled.is_empty(), "verizon's lane throttles");
+    herald.stop().await.expect("clean stop");
+}

@@ -9,6 +9,7 @@
 //! - `service.rs`: the pooled client, the send and the classification.
 
 mod config;
+pub mod lookup;
 mod request;
 mod service;
 #[cfg(test)]

@@ -49,7 +49,10 @@ pub struct Dispatcher {
     /// The frequency-cap script.
     pub cap_script: redis::Script,
     /// Carrier lanes and token buckets (`None`: `throttle.enabled = false`).
-    pub throttle: Option<(crate::throttle::Carriers, crate::throttle::Throttle)>,
+    pub throttle: Option<(Arc<crate::throttle::Carriers>, crate::throttle::Throttle)>,
+    /// Numbers waiting for a carrier lookup, taken by the lookup task at
+    /// start (`None` when lookups are off).
+    pub lookups: std::sync::Mutex<Option<crate::throttle::carrier::LookupRequests>>,
 }
 
 impl Dispatcher {
@@ -60,6 +63,19 @@ impl Dispatcher {
         shutdown: CancellationToken,
     ) -> Dispatcher {
         let streams: Arc<[String]> = (0..cfg.partitions).map(keys::queue).collect();
+        let mut lookups = None;
+        let throttle = cfg.throttle.as_ref().map(|t| {
+            let carriers = match &cfg.carrier_lookup {
+                Some(l) => {
+                    let (c, requests) =
+                        crate::throttle::Carriers::with_lookups(t, l.cache_slots, l.queue);
+                    lookups = Some(requests);
+                    c
+                }
+                None => crate::throttle::Carriers::new(t),
+            };
+            (Arc::new(carriers), crate::throttle::Throttle::new(t))
+        });
         Dispatcher {
             limits: Limits {
                 max_body_chars: cfg.dispatch.max_body_chars,
@@ -76,12 +92,8 @@ impl Dispatcher {
             policy: Arc::clone(&cfg.policy),
             consent,
             cap_script: redis::Script::new(crate::policy::caps::CAP_LUA),
-            throttle: cfg.throttle.as_ref().map(|t| {
-                (
-                    crate::throttle::Carriers::new(t),
-                    crate::throttle::Throttle::new(t),
-                )
-            }),
+            throttle,
+            lookups: std::sync::Mutex::new(lookups),
             cfg,
         }
     }

@@ -41,6 +41,7 @@ pub mod carrier;
 pub mod config;
 pub mod fleet;
 pub mod live;
+pub mod lookup;
 
 #[cfg(test)]
 mod tests;

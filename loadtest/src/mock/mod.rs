@@ -7,6 +7,9 @@
 //!   `AccountSid:AuthToken`, form fields `To`, `From` / `MessagingServiceSid`,
 //!   `Body`, `StatusCallback`; `201` with a Message resource, or Twilio's error
 //!   JSON `{"code", "message", "more_info", "status"}`.
+//! - `GET /v2/PhoneNumbers/{number}?Fields=line_type_intelligence`: Twilio
+//!   Lookup v2 with the same Basic auth, a carrier chosen by the number's
+//!   last digit (see `lookup.rs` for the table and its magic numbers).
 //! - `GET /stats`: [`MockStats`] as JSON.
 //!
 //! # Magic numbers
@@ -67,6 +70,7 @@
 
 mod callbacks;
 mod config;
+mod lookup;
 mod rules;
 mod service;
 mod wire;
@@ -135,6 +139,9 @@ pub struct MockStats {
     /// Messages whose callbacks are not all POSTed yet; 0 once a run's
     /// receipts have all gone out.
     pub callbacks_pending: u64,
+    /// Requests to the Lookup route, whatever their outcome (not counted in
+    /// `requests`).
+    pub lookups: u64,
 }
 
 /// One accepted message as the mock received it (with `record: true`).
@@ -242,7 +249,7 @@ pub async fn serve_until_signal(addr: SocketAddr, settings: MockSettings) -> any
         .await
         .with_context(|| format!("starting the mock provider on {addr}"))?;
     println!(
-        "mock provider listening on {}  (POST /2010-04-01/Accounts/{account_sid}/Messages.json, GET /stats)",
+        "mock provider listening on {}  (POST /2010-04-01/Accounts/{account_sid}/Messages.json, GET /v2/PhoneNumbers/{{number}}, GET /stats)",
         mock.base_url()
     );
 
@@ -300,6 +307,9 @@ fn stats_line(now: &MockStats, before: &MockStats, period: Duration) -> String {
             " rate_limited={} server_errors={} dropped={} slowed={}",
             now.rate_limited, now.server_errors, now.dropped, now.slowed
         ));
+    }
+    if now.lookups > 0 {
+        line.push_str(&format!(" lookups={}", now.lookups));
     }
     if now.receipts > 0 {
         line.push_str(&format!(

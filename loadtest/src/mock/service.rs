@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::callbacks::{self, CallbackMessage, StatusCallbacks};
 use super::config::MockSettings;
+use super::lookup;
 use super::rules::{self, Answer};
 use super::wire::{self, Fields, MAX_REQUEST_BYTES, MESSAGES_PREFIX, MESSAGES_SUFFIX, Sid};
 use super::{MockStats, RecordedMessage};
@@ -64,6 +65,7 @@ pub(super) struct Counters {
     pub(super) callbacks_sent: AtomicU64,
     pub(super) callbacks_failed: AtomicU64,
     pub(super) callbacks_pending: AtomicU64,
+    pub(super) lookups: AtomicU64,
 }
 
 impl Shared {
@@ -111,6 +113,7 @@ impl Shared {
             callbacks_sent: c.callbacks_sent.load(Relaxed),
             callbacks_failed: c.callbacks_failed.load(Relaxed),
             callbacks_pending: c.callbacks_pending.load(Relaxed),
+            lookups: c.lookups.load(Relaxed),
         }
     }
 }
@@ -204,6 +207,9 @@ async fn handle(
     if path == "/stats" && req.method() == Method::GET {
         let body = serde_json::to_vec(&shared.stats()).unwrap_or_default();
         return Ok(wire::json(StatusCode::OK, body));
+    }
+    if let Some(number) = path.strip_prefix(lookup::PREFIX) {
+        return Ok(serve_lookup(shared, &req, number));
     }
     let Some(sid) = path
         .strip_prefix(MESSAGES_PREFIX)
@@ -328,6 +334,30 @@ async fn handle(
         return Err(DroppedOnPurpose);
     }
     Ok(wire::created(&shared.settings.account_sid, &fields, &sid))
+}
+
+/// One Lookup v2 request (see `lookup.rs`): counted whatever its outcome,
+/// so a test can tell that a cache answered instead.
+fn serve_lookup(shared: &Shared, req: &Request<Incoming>, number: &str) -> Response<Full<Bytes>> {
+    shared.counters.lookups.fetch_add(1, Relaxed);
+    if req.method() != Method::GET {
+        return wire::twilio_error(StatusCode::METHOD_NOT_ALLOWED, 20004, "Method not allowed");
+    }
+    // Lookup has no account in its path: the credentials alone identify it.
+    let authorized = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == shared.expected_authorization.as_slice());
+    if !authorized {
+        return wire::twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let number = lookup::decode_number(number);
+    lookup::respond(
+        &number,
+        lookup::plan(&number),
+        lookup::wants_line_type(req.uri().query()),
+        shared.settings.retry_after_secs,
+    )
 }
 
 /// The concurrency scenario opens ~20k connections in a burst; tokio's default

@@ -691,3 +691,172 @@ fn fault_knobs_default_to_off() {
         accept(Receipt::DELIVERED)
     );
 }
+
+// ---------------------------------------------------------------- lookup
+
+#[test]
+fn lookup_answers_by_last_digit_and_magic_number() {
+    use super::lookup::LookupAnswer::{Carrier, Invalid, NotFound, RateLimited};
+    use super::lookup::{ATT, LookupAnswer, TMOBILE, VERIZON, decode_number, plan};
+    let cases = [
+        ("+14155550120", Carrier(ATT)),
+        ("+14155550123", Carrier(ATT)),
+        ("+14155550124", Carrier(TMOBILE)),
+        ("+14155550126", Carrier(TMOBILE)),
+        ("+14155550127", Carrier(VERIZON)),
+        ("+447700900129", Carrier(VERIZON)),
+        ("+15005550404", NotFound),
+        ("+15005550429", RateLimited),
+        (
+            "+15005550500",
+            LookupAnswer::ServerError(ServerError::Internal),
+        ),
+        (
+            "+15005550503",
+            LookupAnswer::ServerError(ServerError::Unavailable),
+        ),
+        ("4155550123", Invalid),
+        ("+1415", Invalid),
+        ("+1415555012x", Invalid),
+    ];
+    for (number, want) in cases {
+        assert_eq!(plan(number), want, "{number}");
+    }
+    for (segment, want) in [
+        ("%2B14155550123", "+14155550123"),
+        ("%2b14155550123", "+14155550123"),
+        ("+14155550123", "+14155550123"),
+        ("14155550123", "14155550123"),
+        ("%2", "%2"),
+    ] {
+        assert_eq!(decode_number(segment), want, "{segment}");
+    }
+}
+
+#[test]
+fn lookup_fields_select_the_package() {
+    use super::lookup::wants_line_type;
+    let cases = [
+        (None, false),
+        (Some(""), false),
+        (Some("Fields=line_type_intelligence"), true),
+        (Some("Fields=caller_name%2Cline_type_intelligence"), true),
+        (Some("Fields=caller_name,line_type_intelligence"), true),
+        (Some("Fields=caller_name"), false),
+        (Some("fields=line_type_intelligence"), false),
+        (Some("CountryCode=US&Fields=line_type_intelligence"), true),
+    ];
+    for (query, want) in cases {
+        assert_eq!(wants_line_type(query), want, "{query:?}");
+    }
+}
+
+#[test]
+fn lookup_body_is_a_phone_number_resource() {
+    use super::lookup::{LookupAnswer, VERIZON, respond};
+    let body = |number: &str, answer, line_type| {
+        let response = respond(number, answer, line_type, 1);
+        let status = response.status();
+        let bytes = block_on(response.into_body().collect()).unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+        )
+    };
+
+    let (status, v) = body("+14155550127", LookupAnswer::Carrier(VERIZON), true);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["phone_number"], "+14155550127");
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["country_code"], "US");
+    assert_eq!(v["national_format"], "(415) 555-0127");
+    let lti = &v["line_type_intelligence"];
+    assert_eq!(lti["carrier_name"], "Verizon Wireless");
+    assert_eq!(lti["type"], "mobile");
+    assert_eq!(
+        (&lti["mobile_country_code"], &lti["mobile_network_code"]),
+        (&"311".into(), &"480".into())
+    );
+    assert_eq!(lti["error_code"], serde_json::Value::Null);
+    assert_eq!(v["caller_name"], serde_json::Value::Null);
+
+    // Without the package: a basic lookup.
+    let (_, v) = body("+14155550127", LookupAnswer::Carrier(VERIZON), false);
+    assert_eq!(v["line_type_intelligence"], serde_json::Value::Null);
+    assert_eq!(v["valid"], true);
+
+    let (status, v) = body("4155550127", LookupAnswer::Invalid, true);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["validation_errors"][0], "NOT_A_NUMBER");
+    assert_eq!(v["line_type_intelligence"], serde_json::Value::Null);
+
+    let (status, v) = body("+15005550404", LookupAnswer::NotFound, true);
+    assert_eq!(
+        (status, v["code"].as_u64()),
+        (StatusCode::NOT_FOUND, Some(20404))
+    );
+    let (status, v) = body("+15005550429", LookupAnswer::RateLimited, true);
+    assert_eq!(
+        (status, v["code"].as_u64()),
+        (StatusCode::TOO_MANY_REQUESTS, Some(20429))
+    );
+}
+
+#[tokio::test]
+async fn lookup_route_checks_method_and_credentials_and_counts() {
+    use base64::Engine as _;
+    let mock = MockProvider::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        MockSettings::default(),
+    )
+    .await
+    .unwrap();
+    let settings = mock.settings();
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", settings.account_sid, settings.auth_token));
+    let get = |auth: &str, method: &str| {
+        format!(
+            "{method} /v2/PhoneNumbers/%2B14155550124?Fields=line_type_intelligence HTTP/1.1\r\n\
+             Host: x\r\nConnection: close\r\n{auth}\r\n"
+        )
+    };
+
+    let (status, body) = exchange(
+        mock.addr(),
+        &get(&format!("Authorization: Basic {basic}\r\n"), "GET"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["line_type_intelligence"]["carrier_name"],
+        "T-Mobile USA, Inc."
+    );
+    assert_eq!(v["phone_number"], "+14155550124");
+
+    let (status, body) = exchange(mock.addr(), &get("", "GET")).await;
+    assert_eq!(status, 401);
+    assert!(body.contains(r#""code":20003"#), "{body}");
+    let wrong =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:wrong", settings.account_sid));
+    let (status, _) = exchange(
+        mock.addr(),
+        &get(&format!("Authorization: Basic {wrong}\r\n"), "GET"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = exchange(
+        mock.addr(),
+        &get(&format!("Authorization: Basic {basic}\r\n"), "DELETE"),
+    )
+    .await;
+    assert_eq!(status, 405);
+
+    let stats = mock.stats();
+    // Lookups are counted apart from the Messages route.
+    assert_eq!(
+        (stats.lookups, stats.requests, stats.rejected_auth),
+        (4, 0, 0)
+    );
+}
