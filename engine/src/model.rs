@@ -78,7 +78,9 @@ pub struct Rejection {
     pub tenant: Option<String>,
 }
 
-/// A validated message, owned, ready for policy and sending.
+/// A validated message, owned, ready for policy and sending. Optional text
+/// fields are `Box<str>` (16 bytes, not 24): every in-flight send holds a
+/// `Message`, so its size is Herald's memory per send.
 #[derive(Debug, Clone)]
 pub struct Message {
     pub id: String,
@@ -88,18 +90,18 @@ pub struct Message {
     pub to: u64,
     pub body: String,
     pub category: Category,
-    pub from: Option<String>,
+    pub from: Option<Box<str>>,
     /// ms since the epoch.
     pub send_at: Option<i64>,
     /// ms since the epoch.
     pub expires_at: Option<i64>,
-    pub recipient_tz: Option<String>,
-    pub recipient_state: Option<String>,
-    pub debt_id: Option<String>,
+    pub recipient_tz: Option<Box<str>>,
+    pub recipient_state: Option<Box<str>>,
+    pub debt_id: Option<Box<str>>,
     /// The recipient's carrier, when the producer knows it (DESIGN §7: the
     /// message's hint picks the carrier lane). An extension of the ingest
     /// contract; older producers simply omit it.
-    pub carrier: Option<String>,
+    pub carrier: Option<Box<str>>,
     /// `meta`, exactly as the producer wrote it, echoed in every event.
     pub meta: Option<Box<RawValue>>,
 }
@@ -367,8 +369,8 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
                 return Err(fail(RejectReason::InvalidField, e));
             }
             (
-                r.tz.map(Cow::into_owned),
-                r.state.map(|s| s.to_ascii_uppercase()),
+                r.tz.map(|t| Box::from(&*t)),
+                r.state.map(|s| s.to_ascii_uppercase().into_boxed_str()),
             )
         }
     };
@@ -379,13 +381,16 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
         to,
         body: body.into_owned(),
         category: raw.category.unwrap_or(Category::Transactional),
-        from: raw.from.map(Cow::into_owned),
+        from: raw.from.map(|f| Box::from(&*f)),
         send_at,
         expires_at,
         recipient_tz,
         recipient_state,
-        debt_id: raw.debt_id.map(Cow::into_owned),
-        carrier: raw.carrier.filter(|c| !c.is_empty()).map(Cow::into_owned),
+        debt_id: raw.debt_id.map(|d| Box::from(&*d)),
+        carrier: raw
+            .carrier
+            .filter(|c| !c.is_empty())
+            .map(|c| Box::from(&*c)),
         meta: raw.meta.map(RawValue::to_owned),
     })
 }

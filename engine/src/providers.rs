@@ -105,6 +105,14 @@ impl Providers {
         })
     }
 
+    /// The slot of the provider named `name` (a pin read from Redis).
+    pub fn slot_index(&self, name: &str) -> Option<u16> {
+        self.slots
+            .iter()
+            .position(|s| &*s.name == name)
+            .and_then(|i| u16::try_from(i).ok())
+    }
+
     /// The route of a tenant's messages of one category: the tenant's
     /// category route, else the tenant's default, else `routes.default`.
     pub fn route(&self, tenant: &str, category: Category) -> &[usize] {
@@ -128,12 +136,10 @@ impl Providers {
         &self,
         route: &[usize],
         attempt: u32,
-        pinned: Option<&str>,
+        pinned: Option<u16>,
         now_ms: i64,
     ) -> Pick<'_> {
-        if let Some(name) = pinned
-            && let Some(slot) = self.slots.iter().find(|s| &*s.name == name)
-        {
+        if let Some(slot) = pinned.and_then(|i| self.slots.get(usize::from(i))) {
             return Pick::Slot(slot);
         }
         let per = self.failover_after.max(1);
