@@ -179,8 +179,9 @@ pub async fn twilio_inbound(state: &HttpState, req: Request<Incoming>) -> Respon
     let recorded = match state.consent.record(&mut conn, &change).await {
         Ok(r) => r,
         Err(e) => {
-            // Twilio retries a failed webhook: answer 503 so the STOP is not
-            // lost.
+            // Never answer 200 for a STOP that was not recorded: a 5xx makes
+            // Twilio use the number's fallback URL (and shows in its
+            // debugger), and the error is logged here.
             tracing::error!(error = %e, "recording an inbound consent change failed");
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
