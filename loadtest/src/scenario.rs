@@ -234,10 +234,21 @@ async fn start_mock(section: &MockSection) -> anyhow::Result<MockProvider> {
     let mut settings = MockSettings {
         latency: Duration::from_millis(section.latency_ms),
         error_rate: section.error_rate,
+        rate_limit_rate: section.rate_limit_rate,
+        server_error_rate: section.server_error_rate,
+        drop_rate: section.drop_rate,
+        slow_rate: section.slow_rate,
+        slow_delay: Duration::from_millis(section.slow_ms),
+        status_callbacks: section.status_callbacks,
+        callback_delay: Duration::from_millis(section.callback_delay_ms),
+        undelivered_rate: section.undelivered_rate,
         // A load run sends far too much to keep every request.
         record: false,
         ..MockSettings::default()
     };
+    settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!("[mock]: {e}"))?;
     if let Some(sid) = &section.account_sid {
         settings.account_sid = sid.clone();
     }

@@ -508,6 +508,23 @@ fn defaults_fill_everything_but_the_name() {
         (mock.port, mock.latency_ms, mock.error_rate),
         (9090, 0, 0.0)
     );
+    assert!(!mock.status_callbacks);
+    assert_eq!((mock.drop_rate, mock.slow_ms), (0.0, 15_000));
+    let faulty = Scenario::from_toml(
+        "name = \"x\"\n[mock]\nrate_limit_rate = 0.25\ndrop_rate = 0.1\nstatus_callbacks = true\nundelivered_rate = 0.5\n",
+    )
+    .unwrap()
+    .mock
+    .unwrap();
+    assert_eq!(
+        (
+            faulty.rate_limit_rate,
+            faulty.drop_rate,
+            faulty.status_callbacks,
+            faulty.undelivered_rate
+        ),
+        (0.25, 0.1, true, 0.5)
+    );
     let herald = s.herald.unwrap();
     assert_eq!(herald.command, "target/release/herald");
     assert_eq!(herald.args, ["serve", "--config", "config/herald.toml"]);

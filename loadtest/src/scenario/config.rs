@@ -128,6 +128,19 @@ pub struct MockSection {
     pub account_sid: Option<String>,
     /// Auth token the mock expects; absent: the mock's built-in default.
     pub auth_token: Option<String>,
+    /// Fractions (0.0–1.0) of requests answered 429 + Retry-After, 5xx,
+    /// or read and then dropped unanswered (ambiguous for Herald).
+    pub rate_limit_rate: f64,
+    pub server_error_rate: f64,
+    pub drop_rate: f64,
+    /// Fraction of requests answered `slow_ms` late.
+    pub slow_rate: f64,
+    pub slow_ms: u64,
+    /// POST signed status callbacks to each message's StatusCallback.
+    pub status_callbacks: bool,
+    pub callback_delay_ms: u64,
+    /// Fraction of callbacks that end `undelivered`.
+    pub undelivered_rate: f64,
 }
 
 impl Default for MockSection {
@@ -138,6 +151,14 @@ impl Default for MockSection {
             error_rate: 0.0,
             account_sid: None,
             auth_token: None,
+            rate_limit_rate: 0.0,
+            server_error_rate: 0.0,
+            drop_rate: 0.0,
+            slow_rate: 0.0,
+            slow_ms: 15_000,
+            status_callbacks: false,
+            callback_delay_ms: 1_000,
+            undelivered_rate: 0.0,
         }
     }
 }
