@@ -393,19 +393,7 @@ pub struct LimitSection {
 impl LimitSection {
     /// The limit, or `None` for "not throttled" (`segments = 0`).
     pub fn to_limit(&self) -> Result<Option<crate::throttle::Limit>, String> {
-        if self.segments == 0 {
-            return Ok(None);
-        }
-        let per = match self.per.as_str() {
-            "second" => Duration::from_secs(1),
-            "minute" => Duration::from_secs(60),
-            "hour" => Duration::from_secs(3_600),
-            "day" => Duration::from_secs(86_400),
-            other => return Err(format!("`per` `{other}`: second, minute, hour or day")),
-        };
-        crate::throttle::Limit::new(self.segments, per, self.burst)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        crate::throttle::Limit::parse(self.segments, &self.per, self.burst)
     }
 }
 

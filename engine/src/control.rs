@@ -314,12 +314,8 @@ impl Control for ControlService {
                     }
                     let purposes: Vec<&str> = text("purposes")
                         .chars()
-                        .filter_map(|c| match c {
-                            't' => Some("transactional"),
-                            'c' => Some("collections"),
-                            'm' => Some("marketing"),
-                            _ => None,
-                        })
+                        .filter_map(crate::consent::ledger::purpose_from_letter)
+                        .map(crate::model::Category::as_str)
                         .collect();
                     let state = text("state")
                         .bytes()

@@ -51,12 +51,18 @@ pub fn trail(tenant: &str, id: &str) -> String {
 /// recipient's messages stay in order. The loadtest producer uses the same
 /// function; any producer may choose any partition (DESIGN §2).
 pub fn partition_for(to_e164: &str, partitions: u16) -> u16 {
+    (fnv1a(&[to_e164.as_bytes()]) % u64::from(partitions.max(1))) as u16
+}
+
+/// FNV-1a 64 over the concatenation of `parts`: a stable hash (the same in
+/// every process and release), for partitions and per-message offsets.
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in to_e164.bytes() {
-        h ^= u64::from(b);
+    for b in parts.iter().flat_map(|p| p.iter()) {
+        h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    (h % u64::from(partitions.max(1))) as u16
+    h
 }
 
 #[cfg(test)]

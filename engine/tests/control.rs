@@ -5,33 +5,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use herald_control::v1::control_client::ControlClient;
 use herald_control::v1::{
     GetStatsRequest, ListPausedTenantsRequest, PauseTenantRequest, ResumeTenantRequest,
 };
 use serde_json::json;
 
 const TOKEN: &str = "admin-token-for-tests";
-
-async fn client(
-    port: u16,
-    token: &str,
-) -> ControlClient<
-    tonic::service::interceptor::InterceptedService<
-        tonic::transport::Channel,
-        herald_control::auth::AttachBearer,
-    >,
-> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("control service reachable");
-    ControlClient::with_interceptor(
-        channel,
-        herald_control::auth::attach_bearer(token).expect("token"),
-    )
-}
 
 fn tenant_msg(id: &str, tenant: &str, i: usize) -> Vec<u8> {
     json!({"id": id, "tenant": tenant, "to": number(i), "body": id})

@@ -495,15 +495,7 @@ prefixes = ["1212"]
     assert_eq!(throttled(&ev, "f"), 0, "fastco is not held up by slowco");
 
     // Lift slowco's limit live, fleet-wide.
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("control");
-    let mut admin = herald_control::v1::control_client::ControlClient::with_interceptor(
-        channel,
-        herald_control::auth::attach_bearer(token).expect("token"),
-    );
+    let mut admin = client(grpc, token).await;
     let bad = admin
         .set_throttle(SetThrottleRequest {
             lane: "carrier:nope".into(),

@@ -64,10 +64,6 @@ pub fn letter(state: PurposeState) -> char {
 
 /// The state a storage letter stands for.
 pub fn state_of_letter(c: u8) -> Option<PurposeState> {
-    from_letter(c)
-}
-
-fn from_letter(c: u8) -> Option<PurposeState> {
     Some(match c {
         b'u' => PurposeState::Unknown,
         b'e' => PurposeState::Granted(ConsentKind::Express),
@@ -85,7 +81,7 @@ pub fn decode_letters(s: &[u8]) -> Option<NumberState> {
     }
     let mut st = NumberState::default();
     for (c, p) in s.iter().zip(PURPOSES) {
-        st = st.with(p, from_letter(*c)?);
+        st = st.with(p, state_of_letter(*c)?);
     }
     Some(st)
 }
@@ -248,7 +244,8 @@ fn purpose_letter(c: Category) -> char {
     }
 }
 
-fn purpose_from_letter(c: char) -> Option<Category> {
+/// The purpose a letter of the audit stream's `purposes` stands for.
+pub fn purpose_from_letter(c: char) -> Option<Category> {
     PURPOSES.into_iter().find(|p| purpose_letter(*p) == c)
 }
 

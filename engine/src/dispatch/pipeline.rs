@@ -563,11 +563,7 @@ fn spread_offset(tenant: &str, id: &str, spread: i64) -> i64 {
     if spread <= 0 {
         return 0;
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in tenant.bytes().chain([b':']).chain(id.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = keys::fnv1a(&[tenant.as_bytes(), b":", id.as_bytes()]);
     (h % spread as u64) as i64
 }
 

@@ -60,6 +60,26 @@ pub struct Limit {
 }
 
 impl Limit {
+    /// A limit as an admin writes it (`herald.toml`'s sender limits, the
+    /// control plane's `SetThrottle`): `segments` per `per` (`second`,
+    /// `minute`, `hour`, `day`); `segments = 0` means not throttled
+    /// (`None`); `burst` `None` means the default.
+    pub fn parse(segments: u32, per: &str, burst: Option<u32>) -> Result<Option<Limit>, String> {
+        if segments == 0 {
+            return Ok(None);
+        }
+        let per = match per {
+            "second" => Duration::from_secs(1),
+            "minute" => Duration::from_secs(60),
+            "hour" => Duration::from_secs(3_600),
+            "day" => Duration::from_secs(86_400),
+            other => return Err(format!("`per` `{other}`: second, minute, hour or day")),
+        };
+        Limit::new(segments, per, burst)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
     /// `burst` defaults to one second's worth (at least 1, at most
     /// `segments`): any window of T seconds then carries at most
     /// `burst + rate × T`, which keeps a sliding minute of a per-minute limit

@@ -34,19 +34,11 @@ pub struct Override {
 impl Override {
     /// The limit it stands for (`None`: not throttled).
     pub fn limit(&self) -> Result<Option<Limit>, String> {
-        if self.segments == 0 {
-            return Ok(None);
-        }
-        let per = match self.per.as_str() {
-            "second" => Duration::from_secs(1),
-            "minute" => Duration::from_secs(60),
-            "hour" => Duration::from_secs(3_600),
-            "day" => Duration::from_secs(86_400),
-            other => return Err(format!("`per` `{other}`: second, minute, hour or day")),
-        };
-        Limit::new(self.segments, per, (self.burst > 0).then_some(self.burst))
-            .map(Some)
-            .map_err(|e| e.to_string())
+        Limit::parse(
+            self.segments,
+            &self.per,
+            (self.burst > 0).then_some(self.burst),
+        )
     }
 }
 

@@ -477,3 +477,24 @@ impl Drop for TempFile {
         }
     }
 }
+
+/// An admin client of the control service on `port`, with `token`.
+pub async fn client(
+    port: u16,
+    token: &str,
+) -> herald_control::v1::control_client::ControlClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        herald_control::auth::AttachBearer,
+    >,
+> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("control service reachable");
+    herald_control::v1::control_client::ControlClient::with_interceptor(
+        channel,
+        herald_control::auth::attach_bearer(token).expect("token"),
+    )
+}
