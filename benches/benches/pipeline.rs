@@ -25,11 +25,21 @@ fn decode(c: &mut Criterion) {
     g.bench_function("e164_only", |b| {
         b.iter(|| model::parse_e164(black_box("+14152001234")))
     });
+    // Canada is the 10th of +1's 25 regions tried; London needs the UK's
+    // national-prefix rules.
+    g.bench_function("e164_canada", |b| {
+        b.iter(|| model::parse_e164(black_box("+16135550123")))
+    });
+    g.bench_function("e164_london", |b| {
+        b.iter(|| model::parse_e164(black_box("+442079460000")))
+    });
     g.finish();
 }
 
 criterion_group!(benches, decode);
 
+/// The `phonenumber` crate's own parse + validate, which `parse_e164`
+/// ports (`herald_engine::numbering`): the cost that port removes.
 fn phonenumber_parts(c: &mut Criterion) {
     let n = phonenumber::parse(None, "+14152001234").expect("valid");
     let mut g = c.benchmark_group("phonenumber");

@@ -16,6 +16,7 @@ pub mod http;
 pub mod inbound;
 pub mod keys;
 pub mod model;
+pub mod numbering;
 pub mod outcome;
 pub mod policy;
 pub mod providers;

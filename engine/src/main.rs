@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use herald_engine::config::Config;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -412,9 +412,9 @@ fn parse_instant(s: &str) -> Result<i64, jiff::Error> {
 /// Parse and validate an E.164 number, returning its digits as an integer.
 ///
 /// The syntax check (`+`, 8–15 digits, no leading zero) is done by hand first
-/// because it rejects most garbage for a few nanoseconds; the `phonenumber`
-/// crate then checks the number against libphonenumber's metadata (country
-/// code, length and number plan).
+/// because it rejects most garbage for a few nanoseconds; then the number is
+/// checked against libphonenumber's metadata (country code, length and
+/// number plan) as the `phonenumber` crate checks it (`crate::numbering`).
 pub fn parse_e164(s: &str) -> Result<u64, String> {
     let digits = s
         .strip_prefix('+')
@@ -430,46 +430,14 @@ pub fn parse_e164(s: &str) -> Result<u64, String> {
     let n = digits
         .parse::<u64>()
         .map_err(|e| format!("`to` `{s}`: {e}"))?;
-    if valid_cache::contains(n) {
-        return Ok(n);
-    }
-    let parsed = phonenumber::parse(None, s)
-        .map_err(|e| format!("`to` `{s}` is not a phone number: {e}"))?;
-    if !phonenumber::is_valid(&parsed) {
-        return Err(format!(
+    match crate::numbering::validate(digits) {
+        Ok(()) => Ok(n),
+        Err(crate::numbering::Invalid::CountryCode) => Err(format!(
+            "`to` `{s}` is not a phone number: no country calling code starts it"
+        )),
+        Err(crate::numbering::Invalid::NumberPlan) => Err(format!(
             "`to` `{s}` is not a valid number for its country's numbering plan"
-        ));
-    }
-    valid_cache::insert(n);
-    Ok(n)
-}
-
-/// Numbers recently found valid. libphonenumber's parse + validation costs
-/// ~7 µs a number (`cargo bench -p herald-benches -- phonenumber`), a fifth
-/// of Herald's whole per-message CPU, and collections traffic texts the same
-/// numbers again and again. A direct-mapped table of atomics: lock-free,
-/// allocation-free, fixed size (8 MiB, 1M numbers — a servicer's whole book; pages are touched only as used); a collision just evicts. Only
-/// *valid* results are cached, so a rejection always carries the exact
-/// reason. Numbering-plan changes reach it on restart, like the metadata.
-mod valid_cache {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    const SLOTS: usize = 1 << 20;
-    static SLOT: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
-
-    fn slot(n: u64) -> &'static AtomicU64 {
-        // Fibonacci hashing spreads sequential numbers over the table.
-        let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 44;
-        &SLOT[h as usize % SLOTS]
-    }
-
-    /// E.164 numbers are below 10^15, so `n + 1` never wraps and 0 means empty.
-    pub fn contains(n: u64) -> bool {
-        slot(n).load(Ordering::Relaxed) == n + 1
-    }
-
-    pub fn insert(n: u64) {
-        slot(n).store(n + 1, Ordering::Relaxed);
+        )),
     }
 }
 

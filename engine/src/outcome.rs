@@ -1,7 +1,7 @@
 //! Outcomes (DESIGN §3): each state change of a message is recorded in one
 //! atomic Redis transaction together with the acknowledgement of its queue
 //! entry — the message's state hash, its `herald:events` entry, its decision
-//! trail, the `XACK` (and `XDEL`). Because they commit together, a crash
+//! trail, the `XACK` (and the trim of the stream's acknowledged head). Because they commit together, a crash
 //! leaves either all of them or none: a redelivered entry whose decision was
 //! recorded is only acknowledged, never decided (or sent) twice.
 //!
@@ -322,7 +322,13 @@ fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64) -> redis::Pipeline {
             .arg(ids)
             .ignore();
         if cfg.delete_acked {
-            pipe.cmd("XDEL").arg(stream).arg(ids).ignore();
+            // After the acks, in the same transaction: the head of the
+            // stream that no group needs any more goes.
+            pipe.cmd("EVAL")
+                .arg(crate::queue::TRIM_LUA)
+                .arg(1)
+                .arg(stream)
+                .ignore();
         }
     }
     pipe

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
@@ -813,4 +814,119 @@ async fn dead_consumers_with_nothing_pending_are_removed_from_the_group() {
     );
     assert_eq!(pending_total(&mut conn, 4).await, 1);
     herald.stop().await.unwrap();
+}
+
+/// The queue trim (`queue.delete_acked`) removes only what no consumer group
+/// needs: never a pending entry (a dead consumer's, for XAUTOCLAIM), never
+/// an unread one, and with two groups only what both are done with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimming_the_queue_keeps_pending_and_unread_entries() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn().await;
+    let stream = "herald:q:{0}";
+    let trim = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let n: u64 = redis::cmd("EVAL")
+                .arg(herald_engine::queue::TRIM_LUA)
+                .arg(1)
+                .arg(stream)
+                .query_async(&mut conn)
+                .await
+                .expect("trim script");
+            n
+        }
+    };
+    let ids_left = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let v: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+                .arg(stream)
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await
+                .expect("XRANGE");
+            v.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+        }
+    };
+    let xack =
+        |conn: &mut redis::aio::MultiplexedConnection, group: &'static str, ids: Vec<String>| {
+            let mut conn = conn.clone();
+            async move {
+                let _: u64 = redis::cmd("XACK")
+                    .arg(stream)
+                    .arg(group)
+                    .arg(ids)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("XACK");
+            }
+        };
+
+    // No group: nothing is trimmed.
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(xadd_one(&mut conn, 0, msg_json(&format!("t{i}"), &number(i), "x")).await);
+    }
+    assert_eq!(trim(&mut conn).await, 0);
+    create_groups(&mut conn, 1).await;
+    // The group has read nothing: nothing goes.
+    assert_eq!(trim(&mut conn).await, 0);
+
+    // Read all six; ack 0, 1, 3. Entry 2 is still pending: 0 and 1 go,
+    // 2..5 stay (3 is acked but sits above a pending entry).
+    read_as(&mut conn, "c1", 0).await;
+    xack(
+        &mut conn,
+        "herald",
+        vec![ids[0].clone(), ids[1].clone(), ids[3].clone()],
+    )
+    .await;
+    assert_eq!(trim(&mut conn).await, 2);
+    assert_eq!(ids_left(&mut conn).await, ids[2..].to_vec());
+
+    // Two more arrive unread; everything read is acked: the read entries
+    // go, the unread ones stay.
+    let late = vec![
+        xadd_one(&mut conn, 0, msg_json("t6", &number(6), "x")).await,
+        xadd_one(&mut conn, 0, msg_json("t7", &number(7), "x")).await,
+    ];
+    xack(&mut conn, "herald", ids[2..].to_vec()).await;
+    assert_eq!(trim(&mut conn).await, 4);
+    assert_eq!(ids_left(&mut conn).await, late);
+
+    // A second group that has read nothing holds everything; once it has
+    // read and acked, the herald group's pending entry is what bounds it.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg("audit")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .expect("second group");
+    read_as(&mut conn, "c2", 0).await;
+    assert_eq!(trim(&mut conn).await, 0, "group audit has not read them");
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("audit")
+        .arg("a1")
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .expect("XREADGROUP audit");
+    xack(&mut conn, "audit", late.clone()).await;
+    assert_eq!(
+        trim(&mut conn).await,
+        0,
+        "group herald still holds both pending"
+    );
+    xack(&mut conn, "herald", vec![late[0].clone()]).await;
+    assert_eq!(trim(&mut conn).await, 1);
+    xack(&mut conn, "herald", vec![late[1].clone()]).await;
+    assert_eq!(trim(&mut conn).await, 1);
+    assert!(ids_left(&mut conn).await.is_empty());
 }

@@ -161,8 +161,8 @@ pub enum Cached {
     Pending,
 }
 
-/// Numbers whose carrier a lookup found. A direct-mapped table of atomics
-/// (like `model::valid_cache`): lock-free, allocation-free after start,
+/// Numbers whose carrier a lookup found. A direct-mapped table of atomics:
+/// lock-free, allocation-free after start,
 /// fixed size (8 bytes a slot); a collision just evicts the older number,
 /// which costs at most one more lookup. Each slot packs the number (E.164 <
 /// 10^15 < 2^50) above a 14-bit code; 0 is an empty slot (no E.164 number is
