@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+mod pool;
 pub mod sandbox;
 pub mod sns;
 mod transport;

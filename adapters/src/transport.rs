@@ -14,70 +14,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{HttpConnector, capture_connection};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::SendError;
+use crate::pool::{Failure, Pool};
 
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpClient = Pool;
+pub(crate) use crate::pool::PoolSettings;
 
-/// Connection settings every HTTP provider exposes under the same names.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PoolSettings {
-    pub connect_timeout: Duration,
-    pub pool_max_idle_per_host: usize,
-    pub pool_idle_timeout: Duration,
-    pub http2: bool,
-}
-
-/// One pooled client for all sends of one provider.
+/// One pooled client for all sends of one provider. No per-host connection
+/// cap here: the engine bounds each provider's in-flight sends.
 pub(crate) fn build_client(pool: PoolSettings) -> HttpClient {
-    let mut http = HttpConnector::new();
-    // The TLS layer decides the scheme; without this http-only is enforced.
-    http.enforce_http(false);
-    // Requests are one small write each; Nagle would hold them for the ACK.
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(pool.connect_timeout));
-    // Notice dead idle connections (NAT timeouts) before reusing them.
-    http.set_keepalive(Some(Duration::from_secs(60)));
-
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http();
-    let https = if pool.http2 {
-        https.enable_http2().wrap_connector(http)
-    } else {
-        https.enable_http1().wrap_connector(http)
-    };
-
-    // No per-host connection cap here (hyper-util's pool has none): the
-    // engine bounds in-flight sends with a semaphore.
-    let mut builder = Client::builder(TokioExecutor::new());
-    if pool.http2 {
-        // One connection carries every stream: keep it alive across quiet
-        // spells instead of re-handshaking.
-        builder
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_while_idle(true)
-            .timer(TokioTimer::new());
-    }
-    builder
-        .pool_max_idle_per_host(pool.pool_max_idle_per_host)
-        .pool_idle_timeout(pool.pool_idle_timeout)
-        .pool_timer(TokioTimer::new())
-        // Provider answers are ~1 KB; hyper's adaptive read buffer starts at
-        // 8 KiB per connection. At 10k+ pooled connections that buffer is
-        // most of the daemon's memory, so read in fixed 4 KiB chunks.
-        .http1_read_buf_exact_size(4096)
-        // HTTP/2 on request: prior knowledge for http://, ALPN for https://.
-        .http2_only(pool.http2)
-        // A request that a *reused* connection gave back unwritten (the server
-        // closed it while idle) is re-sent by hyper-util on another
-        // connection: safe, the bytes never left.
-        .retry_canceled_requests(true)
-        .build(https)
+    Pool::new(pool)
 }
 
 /// A complete answer: the provider processed the request far enough to send a
@@ -94,43 +42,41 @@ pub(crate) struct Answer {
 /// for the whole exchange. `peer` names the provider in error messages.
 ///
 /// Errors here are about the exchange, not the answer:
-/// - no connection was ever obtained (DNS, TCP, TLS, pool wait) →
-///   [`SendError::Transient`]: no request byte left;
+/// - no connection was ever obtained (DNS, TCP, TLS, handshake, waiting for
+///   HTTP/2 stream capacity), or the connection gave the request back
+///   unwritten → [`SendError::Transient`]: no request byte left;
 /// - anything after a connection was obtained (write error, reset, EOF, no
 ///   answer in time) → [`SendError::Ambiguous`]: the provider may have taken
 ///   the message, and a re-send could text the person twice.
 pub(crate) async fn exchange(
     client: &HttpClient,
-    mut request: http::Request<Full<Bytes>>,
+    request: http::Request<Full<Bytes>>,
     timeout: Duration,
     peer: &str,
     max_body: usize,
 ) -> Result<Answer, SendError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    // Tells us afterwards whether the request ever got a connection. Costs a
-    // few small allocations per send; it is what lets a timeout spent in DNS,
-    // TCP, TLS or waiting for a pooled connection count as Transient instead
-    // of Ambiguous.
-    let connection = capture_connection(&mut request);
-
-    let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) if e.is_connect() => {
-            // DNS, TCP connect (refused, unreachable, connect timeout) or TLS
-            // handshake failed: no request bytes were written.
+    // Set by the pool when the request is handed to a connection: after a
+    // timeout it tells a wait for a connection (Transient) from a wait for
+    // the answer (Ambiguous).
+    let handed = AtomicBool::new(false);
+    let sent = tokio::time::timeout_at(deadline, client.send(request, &handed)).await;
+    let (response, lease) = match sent {
+        Ok(Ok(sent)) => sent,
+        Ok(Err(Failure::Connect(e))) => {
+            // DNS, TCP connect (refused, unreachable, connect timeout), TLS
+            // or the HTTP handshake failed, or the connection gave the
+            // request back unwritten: no request byte left.
             return Err(SendError::Transient {
                 code: None,
-                message: format!("connecting to {peer} failed: {}", error_chain(&e)),
+                message: format!("connecting to {peer} failed: {e}"),
                 retry_after: None,
             });
         }
-        Ok(Err(e)) => {
-            // Everything after the connection was obtained: write error,
-            // reset, EOF or a malformed response. The request may have been
-            // (partly) written and processed. hyper-util already re-sent the
-            // provably unwritten case on a reused connection; the same case on
-            // a fresh connection is not exposed (its `Canceled` kind is
-            // private), so it lands here too: conservative, never a duplicate.
+        Ok(Err(Failure::Sent(e))) => {
+            // Everything after the request was handed to a connection: write
+            // error, reset, EOF or a malformed response. The request may have
+            // been (partly) written and processed: never a silent re-send.
             return Err(SendError::Ambiguous {
                 message: format!(
                     "{peer} connection failed after the request was sent: {}",
@@ -138,14 +84,14 @@ pub(crate) async fn exchange(
                 ),
             });
         }
+        Err(_elapsed) if !handed.load(Ordering::Relaxed) => {
+            return Err(SendError::Transient {
+                code: None,
+                message: format!("no connection to {peer} within {timeout:?}"),
+                retry_after: None,
+            });
+        }
         Err(_elapsed) => {
-            if connection.connection_metadata().is_none() {
-                return Err(SendError::Transient {
-                    code: None,
-                    message: format!("no connection to {peer} within {timeout:?}"),
-                    retry_after: None,
-                });
-            }
             return Err(SendError::Ambiguous {
                 message: format!(
                     "no response from {peer} within {timeout:?} after the request was sent"
@@ -157,7 +103,13 @@ pub(crate) async fn exchange(
     let (parts, body) = response.into_parts();
     let body = match tokio::time::timeout_at(deadline, Limited::new(body, max_body).collect()).await
     {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(collected)) => {
+            // Read whole: the connection can carry the next request.
+            if let Some(lease) = lease {
+                client.give_back(lease);
+            }
+            Ok(collected.to_bytes())
+        }
         Ok(Err(e)) => Err(format!("reading the response body failed: {e}")),
         Err(_) => Err(format!("response body not complete within {timeout:?}")),
     };

@@ -412,6 +412,9 @@ enum Behaviour {
     StallBeforeRequest,
     /// Read the request, write these bytes, then hold the connection.
     Answer(Vec<u8>),
+    /// Read the request, write these bytes, then close the connection
+    /// (a keep-alive connection the server drops while it is idle).
+    AnswerThenClose(Vec<u8>),
 }
 
 /// A one-behaviour TCP server; every request it read is sent on the channel.
@@ -437,6 +440,12 @@ async fn raw_server(behaviour: Behaviour) -> (SocketAddr, mpsc::UnboundedReceive
                     let _ = tx.send(read_request(&mut stream).await);
                     stream.write_all(&bytes).await.unwrap();
                     held.push(stream);
+                }
+                Behaviour::AnswerThenClose(bytes) => {
+                    let _ = tx.send(read_request(&mut stream).await);
+                    stream.write_all(&bytes).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    drop(stream);
                 }
             }
         }
@@ -482,6 +491,30 @@ async fn timeout_after_the_request_was_written_is_ambiguous() {
         "{}",
         String::from_utf8_lossy(&request)
     );
+}
+
+/// A pooled keep-alive connection that the server closed while idle is
+/// not an ambiguous send: the next message goes out whole on a new
+/// connection, once.
+#[tokio::test]
+async fn an_idle_connection_closed_by_the_server_is_replaced() {
+    let body = r#"{"sid":"SM00000000000000000000000000000001","num_segments":"1"}"#;
+    let answer = format!(
+        "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (addr, mut requests) = raw_server(Behaviour::AnswerThenClose(answer.into())).await;
+    let twilio = provider(format!("http://{addr}"));
+    for round in 0..3 {
+        let sent = twilio.send(&msg(TO, "hi")).await;
+        assert!(sent.is_ok(), "round {round}: {sent:?}");
+        // Let the server close the connection the pool now holds idle.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..3 {
+        assert!(requests.recv().await.is_some());
+    }
+    assert!(requests.try_recv().is_err(), "a request was sent twice");
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ use crate::{Accepted, PermanentKind, Provider, SendError, SendRequest};
 ///
 /// A handle: cloning shares the client and its connection pool. The state
 /// sits behind one `Arc`, which also keeps [`AnyProvider`](crate::AnyProvider)
-/// small (hyper-util's client alone is several hundred bytes).
+/// small (the pool and its connector are several hundred bytes).
 #[derive(Clone)]
 pub struct TwilioProvider {
     inner: Arc<Inner>,
