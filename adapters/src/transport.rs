@@ -48,9 +48,13 @@ pub(crate) struct Answer {
 /// - anything after a connection was obtained (write error, reset, EOF, no
 ///   answer in time) → [`SendError::Ambiguous`]: the provider may have taken
 ///   the message, and a re-send could text the person twice.
+///
+/// `request` builds the request when the exchange starts: an async fn keeps
+/// its arguments for its whole life, so a request passed by value down
+/// several layers would be stored once per layer in every in-flight send.
 pub(crate) async fn exchange(
     client: &HttpClient,
-    request: http::Request<Full<Bytes>>,
+    request: impl FnOnce() -> http::Request<Full<Bytes>>,
     timeout: Duration,
     peer: &str,
     max_body: usize,
@@ -60,7 +64,7 @@ pub(crate) async fn exchange(
     // timeout it tells a wait for a connection (Transient) from a wait for
     // the answer (Ambiguous).
     let handed = AtomicBool::new(false);
-    let sent = tokio::time::timeout_at(deadline, client.send(request, &handed)).await;
+    let sent = tokio::time::timeout_at(deadline, client.send(request(), &handed)).await;
     let (response, lease) = match sent {
         Ok(Ok(sent)) => sent,
         Ok(Err(Failure::Connect(e))) => {

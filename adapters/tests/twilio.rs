@@ -725,3 +725,27 @@ async fn http1_clients_still_work_against_the_dual_protocol_mock() {
     twilio.send(&msg(TO, "h1")).await.expect("accepted over h1");
     assert_eq!(mock.stats().accepted, 1);
 }
+
+/// Every in-flight send holds this future (20,000 at once in the
+/// `concurrency` scenario): the request is built inside the exchange, not
+/// passed down by value through each async layer, which kept a copy per
+/// layer.
+#[test]
+fn a_twilio_send_future_stays_small() {
+    let twilio = provider("http://127.0.0.1:9".into());
+    let req = msg(TO, "hi");
+    let send = twilio.send(&req);
+    let any = AnyProvider::Twilio(twilio.clone());
+    let via_enum = any.send(&req);
+    let (size, enum_size) = (
+        std::mem::size_of_val(&send),
+        std::mem::size_of_val(&via_enum),
+    );
+    eprintln!("twilio send {size}, AnyProvider send {enum_size}");
+    assert!(size <= 1600, "TwilioProvider::send future is {size} bytes");
+    assert!(
+        enum_size <= size + 64,
+        "AnyProvider::send adds {} bytes",
+        enum_size - size
+    );
+}

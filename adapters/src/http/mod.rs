@@ -133,6 +133,12 @@ impl Provider for HttpProvider {
             );
         }
 
-        service::send(&this.client, request, this.request_timeout, &this.id_field).await
+        service::send(
+            &this.client,
+            move || request,
+            this.request_timeout,
+            &this.id_field,
+        )
+        .await
     }
 }

@@ -27,7 +27,7 @@ const ERROR_SNIPPET_CHARS: usize = 200;
 /// Send one prepared request and classify the outcome.
 pub(super) async fn send(
     client: &HttpClient,
-    request: http::Request<Full<Bytes>>,
+    request: impl FnOnce() -> http::Request<Full<Bytes>>,
     timeout: Duration,
     id_field: &str,
 ) -> Result<Accepted, SendError> {

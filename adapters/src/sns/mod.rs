@@ -190,6 +190,6 @@ impl Provider for SnsProvider {
             headers.insert(name, value);
         }
 
-        service::send(&this.client, request, this.request_timeout).await
+        service::send(&this.client, move || request, this.request_timeout).await
     }
 }

@@ -30,7 +30,7 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Send one signed `Publish` and classify the outcome.
 pub(super) async fn send(
     client: &HttpClient,
-    request: http::Request<Full<Bytes>>,
+    request: impl FnOnce() -> http::Request<Full<Bytes>>,
     timeout: Duration,
 ) -> Result<Accepted, SendError> {
     let answer = transport::exchange(client, request, timeout, "SNS", MAX_RESPONSE_BYTES).await?;

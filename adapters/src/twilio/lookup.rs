@@ -324,7 +324,7 @@ impl TwilioLookup {
         );
         let answer = transport::exchange(
             &this.client,
-            request,
+            move || request,
             this.request_timeout,
             "Twilio Lookup",
             MAX_RESPONSE_BYTES,

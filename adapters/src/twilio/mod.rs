@@ -131,21 +131,24 @@ impl Provider for TwilioProvider {
             });
         };
         let body = request::form_body(req.to, sender, req.body, this.status_callback.as_deref());
-
-        let mut request = Request::new(Full::new(Bytes::from(body)));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = this.messages_uri.clone();
-        let headers = request.headers_mut();
-        headers.insert(header::AUTHORIZATION, this.authorization.clone());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert(
-            header::USER_AGENT,
-            HeaderValue::from_static(concat!("herald/", env!("CARGO_PKG_VERSION"))),
-        );
+        // Built when the exchange starts, not here: see `transport::exchange`.
+        let request = move || {
+            let mut request = Request::new(Full::new(Bytes::from(body)));
+            *request.method_mut() = Method::POST;
+            *request.uri_mut() = this.messages_uri.clone();
+            let headers = request.headers_mut();
+            headers.insert(header::AUTHORIZATION, this.authorization.clone());
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
+            headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+            headers.insert(
+                header::USER_AGENT,
+                HeaderValue::from_static(concat!("herald/", env!("CARGO_PKG_VERSION"))),
+            );
+            request
+        };
 
         service::send(&this.client, request, this.request_timeout).await
     }

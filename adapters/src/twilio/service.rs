@@ -25,7 +25,7 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Send one prepared request and classify the outcome.
 pub(super) async fn send(
     client: &HttpClient,
-    request: http::Request<Full<Bytes>>,
+    request: impl FnOnce() -> http::Request<Full<Bytes>>,
     timeout: Duration,
 ) -> Result<Accepted, SendError> {
     let answer =
