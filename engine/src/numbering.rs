@@ -8,8 +8,10 @@
 //! validation makes a dozen such uses: ~7 µs a number and 12% of Herald's
 //! CPU in the throughput scenario (`perf`, symbols `sip::Hasher::write`,
 //! `LinkedHashMap::get_refresh`). Here the same patterns are compiled once
-//! per region, on the region's first number, into plain `regex::Regex`es
-//! read without a lock; the steps are a line-by-line port of
+//! per region, on the region's first number, into regexes that are matched
+//! anchored at the start (what every `phonenumber` test asks) with no shared
+//! cache in between (each regex keeps its own per-thread scratch space, the
+//! regex crate's pool); the steps are a line-by-line port of
 //! `phonenumber::parse(None, "+…")` followed by `phonenumber::is_valid`, for
 //! the only input Herald gives it (`+`, 8–15 ASCII digits, no leading 0).
 //!
@@ -22,6 +24,7 @@ use std::sync::{LazyLock, OnceLock};
 
 use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
 use regex::{Regex, RegexBuilder};
+use regex_automata::{Anchored, Input, meta, util::syntax};
 
 /// Why a syntactically plausible E.164 number is not valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,13 +121,14 @@ struct Compiled {
     general: Pattern,
     /// The types `validator::number_type` tries (any match ⇒ not Unknown).
     types: Vec<Pattern>,
-    leading_digits: Option<Regex>,
+    leading_digits: Option<meta::Regex>,
+    /// Also used for its captures and replacement: a full `Regex`.
     prefix_for_parsing: Option<Regex>,
 }
 
 struct Pattern {
     possible_lengths: Box<[u16]>,
-    regex: Regex,
+    regex: meta::Regex,
 }
 
 /// As `Database::from` builds every pattern.
@@ -137,16 +141,26 @@ fn compile(source: &str) -> Regex {
         .unwrap_or_else(|e| panic!("libphonenumber pattern `{source}`: {e}"))
 }
 
+/// The same pattern for tests that only ask whether it matches at 0.
+fn compile_anchored(source: &str) -> meta::Regex {
+    meta::Regex::builder()
+        .syntax(syntax::Config::new().ignore_whitespace(true))
+        .build(source)
+        .unwrap_or_else(|e| panic!("libphonenumber pattern `{source}`: {e}"))
+}
+
 /// `regex.find(value)` starting at 0, as every `phonenumber` match test is.
-fn matches_at_start(regex: &Regex, value: &str) -> bool {
-    regex.find(value).is_some_and(|m| m.start() == 0)
+/// A leftmost match starts at 0 exactly when some match does, so an
+/// anchored search answers it without scanning the rest of the value.
+fn matches_at_start(regex: &meta::Regex, value: &str) -> bool {
+    regex.is_match(Input::new(value).anchored(Anchored::Yes))
 }
 
 impl Pattern {
     fn new(d: &Descriptor) -> Pattern {
         Pattern {
             possible_lengths: d.possible_length().into(),
-            regex: compile(d.national_number().as_str()),
+            regex: compile_anchored(d.national_number().as_str()),
         }
     }
 
@@ -176,7 +190,10 @@ impl Region {
             Compiled {
                 general: Pattern::new(d.general()),
                 types: types.into_iter().flatten().map(Pattern::new).collect(),
-                leading_digits: self.meta.leading_digits().map(|r| compile(r.as_str())),
+                leading_digits: self
+                    .meta
+                    .leading_digits()
+                    .map(|r| compile_anchored(r.as_str())),
                 prefix_for_parsing: self
                     .meta
                     .national_prefix_for_parsing()

@@ -271,7 +271,7 @@ struct TrailEntry<'a> {
 fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     pipe.atomic();
-    // Acks are grouped per partition: one XACK (and XDEL) per stream per
+    // Acks are grouped per partition: one XACK (and trim) per stream per
     // batch instead of one per message.
     let mut acks: Vec<Vec<StreamId>> = vec![Vec::new(); cfg.streams.len()];
     // One key buffer for the batch: commands copy their arguments.

@@ -288,11 +288,23 @@ fn ucs2_segments(body: &str) -> usize {
 }
 
 /// Now as RFC 2822 in GMT, as Twilio writes dates: `Thu, 24 Aug 2023 05:01:45 +0000`.
-fn rfc2822_now() -> String {
+/// Formatted once a second per thread: the mock answers tens of thousands of
+/// requests a second on the machine it is measuring.
+fn rfc2822_now() -> std::rc::Rc<str> {
+    thread_local! {
+        static NOW: std::cell::RefCell<(u64, std::rc::Rc<str>)> =
+            std::cell::RefCell::new((u64::MAX, std::rc::Rc::from("")));
+    }
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    rfc2822(secs)
+    NOW.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = std::rc::Rc::from(rfc2822(secs));
+        }
+        text.clone()
+    })
 }
 
 pub(super) fn rfc2822(unix_secs: u64) -> String {
