@@ -82,10 +82,16 @@ async fn accepted_message_returns_sid_and_segments() {
     assert_eq!(accepted2.segments, Some(2));
     assert_ne!(accepted.provider_id, accepted2.provider_id);
 
+    // The longest body: Twilio's answer echoes it (~2.6 KB with headers),
+    // more than one 2 KiB read of the pooled connection.
+    let longest = "a".repeat(1600);
+    let accepted3 = twilio.send(&msg(TO, &longest)).await.expect("accepted");
+    assert_eq!(accepted3.segments, Some(11));
+
     let stats = mock.stats();
     assert_eq!(
         (stats.requests, stats.accepted, stats.rejected_auth),
-        (2, 2, 0)
+        (3, 3, 0)
     );
 }
 
