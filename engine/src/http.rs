@@ -326,6 +326,7 @@ async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -> Response<
             recipient_state: st,
             at: t,
             consent: r.consent,
+            explain: true,
         };
         let eval = state.policy.evaluate(&input, on_file);
         let zones: Vec<&str> = eval.zones.iter().map(|z| z.name()).collect();

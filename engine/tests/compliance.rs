@@ -716,6 +716,7 @@ async fn shipped_caps_florida_and_massachusetts() {
                 recipient_state: None,
                 at,
                 consent: Some(ConsentKind::ExpressWritten),
+                explain: false,
             },
             NumberState::default(),
         );

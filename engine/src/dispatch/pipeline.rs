@@ -314,6 +314,7 @@ fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Screened {
         recipient_state: msg.recipient_state.as_deref(),
         at,
         consent: None,
+        explain: false,
     };
     let on_file = d.consent.lookup(&msg.tenant, msg.to);
     let tp = d.policy.tenant(&msg.tenant);

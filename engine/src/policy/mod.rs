@@ -256,6 +256,10 @@ pub struct Input<'a> {
     pub at: Timestamp,
     /// Evaluate as if this consent were on file (`/v1/policy/evaluate`).
     pub consent: Option<ConsentKind>,
+    /// Report the rules behind an *allowed* message too (`fired`, `zones`).
+    /// The dispatch path says no: it keeps reports only for messages it
+    /// holds, and those are evaluated again with reports.
+    pub explain: bool,
 }
 
 static RULE_REVOKED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("consent-revoked"));
@@ -354,12 +358,28 @@ impl Policy {
         input: &Input<'_>,
         on_file: NumberState,
     ) -> Evaluation {
+        if !input.explain {
+            let quick = self.decide(tp, input, on_file, false);
+            if quick.verdict == Verdict::Allow {
+                return quick;
+            }
+        }
+        self.decide(tp, input, on_file, true)
+    }
+
+    fn decide(
+        &self,
+        tp: &TenantPolicy,
+        input: &Input<'_>,
+        on_file: NumberState,
+        explain: bool,
+    ) -> Evaluation {
         let mut fired = Vec::new();
         let state = match input.consent {
             Some(kind) => PurposeState::Granted(kind),
             None => on_file.get(input.category),
         };
-        if let Some(reason) = consent(tp, input.category, state, &mut fired) {
+        if let Some(reason) = consent(tp, input.category, state, &mut fired, explain) {
             return Evaluation {
                 verdict: Verdict::Suppress { reason },
                 zones: Vec::new(),
@@ -376,13 +396,14 @@ impl Policy {
         let tz = input.recipient_tz.and_then(Zone::by_name);
         let st = input.recipient_state.and_then(|s| s.parse().ok());
         let cands = zones::candidates(input.to, tz, st);
-        let verdict = match quiet_hours::evaluate(
+        let verdict = match quiet_hours::evaluate_with(
             &self.rules,
             &tp.windows,
             input.category,
             &cands,
             granted,
             input.at,
+            explain,
         ) {
             quiet_hours::QuietVerdict::Open { fired: f, .. } => {
                 fired.extend(f);
@@ -421,7 +442,11 @@ impl Policy {
         };
         Evaluation {
             verdict,
-            zones: cands.zones.to_vec(),
+            zones: if explain {
+                cands.zones.to_vec()
+            } else {
+                Vec::new()
+            },
             fired,
             caps,
         }
@@ -434,6 +459,7 @@ fn consent(
     category: Category,
     state: PurposeState,
     fired: &mut Vec<Fired>,
+    explain: bool,
 ) -> Option<&'static str> {
     let policy = tp.consent[category as usize];
     let cite_needed = match policy.requires {
@@ -505,16 +531,62 @@ fn consent(
             ),
         },
     };
-    fired.push(Fired {
-        rule: Arc::clone(rule),
-        citation: Arc::clone(citation),
-        effect,
-        detail,
-    });
+    if explain {
+        fired.push(Fired {
+            rule: Arc::clone(rule),
+            citation: Arc::clone(citation),
+            effect,
+            detail,
+        });
+    }
     reason
 }
 
 /// Render a number for messages.
 pub fn render(number: u64) -> String {
     E164::render(number).as_str().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dispatch path asks without reports: an allowed message costs no
+    /// report, a held one gets exactly the reports an explained evaluation
+    /// gives (its trail shows them).
+    #[test]
+    fn reports_only_when_asked_or_held() {
+        let policy = Policy::shipped();
+        let input = |at: &str, explain: bool| Input {
+            tenant: "acme",
+            to: 12_125_550_123,
+            category: Category::Collections,
+            recipient_tz: None,
+            recipient_state: Some("FL"),
+            at: at.parse().expect("ts"),
+            consent: None,
+            explain,
+        };
+        // Wednesday 11:00 in New York: open everywhere.
+        let day = "2026-06-03T15:00:00Z";
+        let quiet = policy.evaluate(&input(day, false), NumberState::default());
+        let told = policy.evaluate(&input(day, true), NumberState::default());
+        assert_eq!(quiet.verdict, Verdict::Allow);
+        assert_eq!(told.verdict, Verdict::Allow);
+        assert!(quiet.fired.is_empty() && quiet.zones.is_empty());
+        assert!(!told.fired.is_empty() && !told.zones.is_empty());
+        assert_eq!(format!("{:?}", quiet.caps), format!("{:?}", told.caps));
+        // 03:00 in New York: deferred, with the same reports either way.
+        let night = "2026-06-03T07:00:00Z";
+        let quiet = policy.evaluate(&input(night, false), NumberState::default());
+        let told = policy.evaluate(&input(night, true), NumberState::default());
+        assert!(
+            matches!(quiet.verdict, Verdict::Defer { .. }),
+            "{:?}",
+            quiet.verdict
+        );
+        assert_eq!(quiet.verdict, told.verdict);
+        assert_eq!(format!("{:?}", quiet.fired), format!("{:?}", told.fired));
+        assert!(!quiet.fired.is_empty());
+    }
 }

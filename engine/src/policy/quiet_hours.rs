@@ -103,6 +103,29 @@ pub fn evaluate(
     consent: Option<ConsentKind>,
     at: Timestamp,
 ) -> QuietVerdict {
+    evaluate_with(
+        rules,
+        tenant_windows,
+        category,
+        candidates,
+        consent,
+        at,
+        true,
+    )
+}
+
+/// [`evaluate`], with the rule reports (`fired`, each a formatted detail)
+/// only when `explain`: the dispatch path drops them for every message it
+/// sends, and asks again with reports for the few it holds.
+pub fn evaluate_with(
+    rules: &Rules,
+    tenant_windows: &[WindowRule],
+    category: Category,
+    candidates: &Candidates,
+    consent: Option<ConsentKind>,
+    at: Timestamp,
+    explain: bool,
+) -> QuietVerdict {
     let zones: &[Zone] = if candidates.zones.is_empty() {
         zones::nanp_zones()
     } else {
@@ -117,7 +140,8 @@ pub fn evaluate(
         )
     };
     let mut fired = Vec::new();
-    let mut step = pass(applicable(), zones, consent, at, horizon, Some(&mut fired));
+    let report = if explain { Some(&mut fired) } else { None };
+    let mut step = pass(applicable(), zones, consent, at, horizon, report);
     let mut t = at;
     loop {
         match step {

@@ -478,6 +478,16 @@ proptest! {
         let c = candidates(number, tz.map(|i| z(ZONES[i])), state.map(|i| st(STATES[i])));
         let at = Timestamp::from_second(at).unwrap();
         let v = evaluate(&RULES, &tenant_windows, category, &c, consent, at);
+        // Without reports (the dispatch path) the decision is the same, and
+        // no report is built.
+        let quiet = evaluate_with(&RULES, &tenant_windows, category, &c, consent, at, false);
+        prop_assert!(quiet.fired().is_empty());
+        let strip = |v: &QuietVerdict| match v {
+            QuietVerdict::Open { closes_at, .. } => (0, *closes_at, *closes_at),
+            QuietVerdict::Closed { opens_at, closes_at, .. } => (1, *opens_at, *closes_at),
+            QuietVerdict::Never { .. } => (2, at, at),
+        };
+        prop_assert_eq!(strip(&quiet), strip(&v));
         let reference = |t| reference_open(&tenant_windows, category, &c, consent, t);
         prop_assert_eq!(v.is_open(), reference(at), "{:?}", v);
         match v {
