@@ -25,6 +25,7 @@ mod follow;
 mod herald;
 mod messages;
 mod report;
+mod resp;
 
 pub use config::{
     HeraldSection, LoadSection, MockSection, RedisSection, Scenario, WaitSection, env,
@@ -99,6 +100,7 @@ pub async fn run_with(scenario: Scenario, progress: MultiProgress) -> anyhow::Re
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut follower = tokio::spawn(follow::follow(
         follow_conn,
+        client.get_connection_info().clone(),
         from,
         prefix.clone(),
         messages,

@@ -187,6 +187,7 @@ pub async fn last_event_id(conn: &mut MultiplexedConnection) -> redis::RedisResu
 /// left uncounted.
 pub async fn follow(
     mut conn: MultiplexedConnection,
+    info: redis::ConnectionInfo,
     from: String,
     run_id_prefix: String,
     messages: u64,
@@ -197,6 +198,31 @@ pub async fn follow(
     let prefix = run_id_prefix.into_bytes();
     let mut last_id = from;
     let mut stopping = false;
+    // Plain TCP: the cheap reader (`resp.rs`); otherwise the redis crate.
+    if let Some(mut reader) = super::resp::EventReader::connect(&info).await? {
+        while outcomes.decided < messages {
+            if !stopping && *stop.borrow_and_update() {
+                stopping = true;
+            }
+            let block = (!stopping).then_some(BLOCK_MS);
+            let mut newest: Option<Vec<u8>> = None;
+            let read = reader
+                .xread(block, READ_COUNT, EVENTS_STREAM, &last_id, |e| {
+                    apply_fields(e.fields.iter().copied(), &prefix, &mut outcomes);
+                    newest = Some(e.id.to_vec());
+                })
+                .await?;
+            if let Some(id) = newest {
+                last_id.clear();
+                last_id.push_str(&String::from_utf8_lossy(&id));
+            }
+            progress.set_position(outcomes.decided);
+            if stopping && read == 0 {
+                break;
+            }
+        }
+        return Ok(outcomes);
+    }
     while outcomes.decided < messages {
         if !stopping && *stop.borrow_and_update() {
             stopping = true;
@@ -264,19 +290,61 @@ fn apply_reply(
 }
 
 /// One event's fields.
-fn apply_entry<'a>(fields: &'a Value, prefix: &[u8], outcomes: &mut Outcomes) {
-    let (mut id, mut status, mut reason, mut ts) = (None, None, None, None);
-    let mut visit = |k: &'a Value, v: &'a Value| match bytes(k) {
-        Some(b"id") => id = bytes(v),
-        Some(b"status") => status = bytes(v),
-        Some(b"reason") => reason = bytes(v),
-        Some(b"ts") => ts = number(v),
-        _ => {}
-    };
+fn apply_entry(fields: &Value, prefix: &[u8], outcomes: &mut Outcomes) {
+    fn field<'a>(k: &'a Value, v: &'a Value) -> Option<(&'a [u8], Field<'a>)> {
+        let k = bytes(k)?;
+        match v {
+            // `ts` may come back as an integer (RESP3).
+            Value::Int(n) => Some((k, Int(*n))),
+            other => Some((k, Bytes(bytes(other)?))),
+        }
+    }
     match fields {
-        Value::Array(flat) => flat.chunks_exact(2).for_each(|kv| visit(&kv[0], &kv[1])),
-        Value::Map(pairs) => pairs.iter().for_each(|(k, v)| visit(k, v)),
-        _ => return,
+        Value::Array(flat) => apply_values(
+            flat.chunks_exact(2).filter_map(|kv| field(&kv[0], &kv[1])),
+            prefix,
+            outcomes,
+        ),
+        Value::Map(pairs) => apply_values(
+            pairs.iter().filter_map(|(k, v)| field(k, v)),
+            prefix,
+            outcomes,
+        ),
+        _ => {}
+    }
+}
+
+/// A field value: bytes, or an integer (RESP3 `ts`).
+enum Field<'a> {
+    Bytes(&'a [u8]),
+    Int(i64),
+}
+use Field::{Bytes, Int};
+
+/// One event's fields as byte pairs (the RESP reader's form).
+fn apply_fields<'a>(
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    prefix: &[u8],
+    outcomes: &mut Outcomes,
+) {
+    apply_values(fields.map(|(k, v)| (k, Bytes(v))), prefix, outcomes)
+}
+
+fn apply_values<'a>(
+    fields: impl Iterator<Item = (&'a [u8], Field<'a>)>,
+    prefix: &[u8],
+    outcomes: &mut Outcomes,
+) {
+    let (mut id, mut status, mut reason, mut ts) = (None, None, None, None);
+    for (k, v) in fields {
+        match (k, v) {
+            (b"id", Bytes(v)) => id = Some(v),
+            (b"status", Bytes(v)) => status = Some(v),
+            (b"reason", Bytes(v)) => reason = Some(v),
+            (b"ts", Bytes(v)) => ts = ascii_u64(v),
+            (b"ts", Int(n)) => ts = u64::try_from(n).ok(),
+            _ => {}
+        }
     }
     // Other producers' and other runs' events share the stream.
     let Some(rest) = id.and_then(|id| id.strip_prefix(prefix)) else {
@@ -302,13 +370,6 @@ fn bytes(v: &Value) -> Option<&[u8]> {
         Value::BulkString(b) => Some(b),
         Value::SimpleString(s) => Some(s.as_bytes()),
         _ => None,
-    }
-}
-
-fn number(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(n) => u64::try_from(*n).ok(),
-        other => ascii_u64(bytes(other)?),
     }
 }
 
