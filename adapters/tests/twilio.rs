@@ -2,6 +2,8 @@
 //! against tiny misbehaving TCP servers for the failure modes the mock cannot
 //! produce.
 
+mod support;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,9 +15,7 @@ use herald_adapters::{
     TwilioSettings,
 };
 use herald_loadtest::mock::{MockProvider, MockSettings};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use support::{Behaviour, raw_server, refused_url};
 
 const SID: &str = "ACmock0000000000000000000000000000";
 const TOKEN: &str = "mock-token";
@@ -182,7 +182,7 @@ async fn no_sender_fails_permanently_without_a_request() {
     // a Transient connection failure.
     let twilio = TwilioProvider::new(TwilioSettings {
         from: None,
-        ..settings(refused_base_url().await)
+        ..settings(refused_url().await)
     })
     .unwrap();
     match twilio.send(&msg(TO, "hi")).await {
@@ -379,86 +379,6 @@ async fn any_provider_dispatches_to_twilio() {
 
 // ---- failure modes below HTTP ------------------------------------------------
 
-/// A local port with nothing listening on it.
-async fn refused_base_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
-}
-
-/// Read one HTTP/1.1 request (head and `Content-Length` body).
-async fn read_request(stream: &mut TcpStream) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
-            if buf.len() >= head_end + 4 + length {
-                return buf;
-            }
-        }
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "client closed before sending a whole request");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-#[derive(Clone)]
-enum Behaviour {
-    /// Read the request, then hold the connection without answering.
-    Silent,
-    /// Read the request, then close the connection.
-    CloseAfterRequest,
-    /// Accept TCP, never read or write: a TLS handshake never completes.
-    StallBeforeRequest,
-    /// Read the request, write these bytes, then hold the connection.
-    Answer(Vec<u8>),
-    /// Read the request, write these bytes, then close the connection
-    /// (a keep-alive connection the server drops while it is idle).
-    AnswerThenClose(Vec<u8>),
-}
-
-/// A one-behaviour TCP server; every request it read is sent on the channel.
-async fn raw_server(behaviour: Behaviour) -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            match behaviour.clone() {
-                Behaviour::StallBeforeRequest => held.push(stream),
-                Behaviour::Silent => {
-                    let _ = tx.send(read_request(&mut stream).await);
-                    held.push(stream);
-                }
-                Behaviour::CloseAfterRequest => {
-                    let _ = tx.send(read_request(&mut stream).await);
-                    drop(stream);
-                }
-                Behaviour::Answer(bytes) => {
-                    let _ = tx.send(read_request(&mut stream).await);
-                    stream.write_all(&bytes).await.unwrap();
-                    held.push(stream);
-                }
-                Behaviour::AnswerThenClose(bytes) => {
-                    let _ = tx.send(read_request(&mut stream).await);
-                    stream.write_all(&bytes).await.unwrap();
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    drop(stream);
-                }
-            }
-        }
-    });
-    (addr, rx)
-}
-
 fn short_timeout(base_url: String) -> TwilioProvider {
     TwilioProvider::new(TwilioSettings {
         request_timeout: Duration::from_millis(300),
@@ -469,7 +389,7 @@ fn short_timeout(base_url: String) -> TwilioProvider {
 
 #[tokio::test]
 async fn connection_refused_is_transient() {
-    let twilio = provider(refused_base_url().await);
+    let twilio = provider(refused_url().await);
     match twilio.send(&msg(TO, "hi")).await {
         Err(SendError::Transient {
             code: None,

@@ -185,6 +185,11 @@ pub enum Behaviour {
     CloseAfterRequest,
     /// Read the request, write these bytes, then hold the connection.
     Answer(Vec<u8>),
+    /// Read the request, write these bytes, then close the connection
+    /// (a keep-alive connection the server drops while it is idle).
+    AnswerThenClose(Vec<u8>),
+    /// Accept TCP, never read or write: a TLS handshake never completes.
+    StallBeforeRequest,
 }
 
 /// A one-behaviour TCP server; every whole request it read is sent on the
@@ -196,6 +201,10 @@ pub async fn raw_server(behaviour: Behaviour) -> (SocketAddr, mpsc::UnboundedRec
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((mut stream, _)) = listener.accept().await {
+            if let Behaviour::StallBeforeRequest = behaviour {
+                held.push(stream);
+                continue;
+            }
             let request = read_request(&mut stream).await;
             let _ = tx.send(request);
             match &behaviour {
@@ -205,6 +214,12 @@ pub async fn raw_server(behaviour: Behaviour) -> (SocketAddr, mpsc::UnboundedRec
                     stream.write_all(bytes).await.unwrap();
                     held.push(stream);
                 }
+                Behaviour::AnswerThenClose(bytes) => {
+                    stream.write_all(bytes).await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    drop(stream);
+                }
+                Behaviour::StallBeforeRequest => {}
             }
         }
     });
