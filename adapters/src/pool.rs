@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use crossbeam_queue::SegQueue;
-use http::uri::{Authority, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -85,6 +85,8 @@ struct Origin {
     authority: Authority,
     /// What the connector dials: `scheme://authority/`.
     dial: Uri,
+    /// The HTTP/1.1 `Host` header, built once (cloning it shares its bytes).
+    host: Option<header::HeaderValue>,
     idle: IdleQueue,
     h2: ArcSwapOption<http2::SendRequest<Body>>,
     /// Held while dialling the HTTP/2 connection, so concurrent requests
@@ -198,19 +200,19 @@ impl Pool {
         mut request: Request<Body>,
         handed: &AtomicBool,
     ) -> Result<(Response<Incoming>, Option<Lease>), Failure> {
-        // HTTP/1.1 wants origin-form and a Host header.
+        // HTTP/1.1 wants origin-form and a Host header; both share bytes
+        // already parsed, nothing is copied per request.
         if !request.headers().contains_key(header::HOST)
-            && let Ok(host) = header::HeaderValue::from_str(origin.authority.as_str())
+            && let Some(host) = &origin.host
         {
-            request.headers_mut().insert(header::HOST, host);
+            request.headers_mut().insert(header::HOST, host.clone());
         }
         let path = request
             .uri()
             .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse::<Uri>()
-            .map_err(|e| Failure::Connect(format!("request path: {e}")))?;
-        *request.uri_mut() = path;
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(path);
         // The common case inline; dialling, and the rare retry, boxed: their
         // state (TCP, TLS, handshake, a second request) would otherwise sit
         // in every send's future.
@@ -218,14 +220,11 @@ impl Pool {
             return Box::pin(self.send_on_new_h1(origin, request, handed)).await;
         };
         handed.store(true, Ordering::Relaxed);
-        let back = match sender.try_send_request(request).await {
+        // A reused connection the server closed while idle gives the
+        // request back unwritten: a new connection takes it.
+        let (back, _) = match sender.try_send_request(request).await {
             Ok(response) => return Ok((response, Some(Lease { origin, sender }))),
-            Err(mut e) => match e.take_message() {
-                // A reused connection the server closed while idle gave the
-                // request back unwritten: a new connection takes it.
-                Some(back) => back,
-                None => return Err(Failure::Sent(e.into_error())),
-            },
+            Err(e) => given_back(e)?,
         };
         handed.store(false, Ordering::Relaxed);
         Box::pin(self.send_on_new_h1(origin, back, handed)).await
@@ -241,13 +240,7 @@ impl Pool {
         handed.store(true, Ordering::Relaxed);
         match sender.try_send_request(request).await {
             Ok(response) => Ok((response, Some(Lease { origin, sender }))),
-            Err(mut e) => match e.take_message() {
-                Some(_) => Err(Failure::Connect(format!(
-                    "the new connection closed before the request was written: {}",
-                    e.into_error()
-                ))),
-                None => Err(Failure::Sent(e.into_error())),
-            },
+            Err(e) => Err(unwritten(given_back(e)?.1)),
         }
     }
 
@@ -265,12 +258,8 @@ impl Pool {
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return Err(Failure::Connect(format!("`{uri}` is not an absolute URL")));
         };
-        if let Some(o) = self
-            .origins
-            .load()
-            .iter()
-            .find(|o| o.scheme == *scheme && o.authority == *authority)
-        {
+        let same = |o: &&Arc<Origin>| o.scheme == *scheme && o.authority == *authority;
+        if let Some(o) = self.origins.load().iter().find(same) {
             return Ok(o.clone());
         }
         let dial = Uri::builder()
@@ -283,6 +272,7 @@ impl Pool {
             scheme: scheme.clone(),
             authority: authority.clone(),
             dial,
+            host: header::HeaderValue::from_str(authority.as_str()).ok(),
             idle: IdleQueue::new(self.settings.pool_max_idle_per_host),
             h2: ArcSwapOption::empty(),
             h2_dial: tokio::sync::Mutex::new(()),
@@ -290,10 +280,7 @@ impl Pool {
         let mut added = origin.clone();
         self.origins.rcu(|list| {
             // Another request may have added it meanwhile.
-            if let Some(o) = list
-                .iter()
-                .find(|o| o.scheme == *scheme && o.authority == *authority)
-            {
+            if let Some(o) = list.iter().find(same) {
                 added = o.clone();
                 return list.clone();
             }
@@ -366,12 +353,9 @@ impl Pool {
             return Box::pin(self.send_on_new_h2(origin, request, handed)).await;
         }
         handed.store(true, Ordering::Relaxed);
-        let back = match sender.try_send_request(request).await {
+        let (back, _) = match sender.try_send_request(request).await {
             Ok(response) => return Ok(response),
-            Err(mut e) => match e.take_message() {
-                Some(back) => back,
-                None => return Err(Failure::Sent(e.into_error())),
-            },
+            Err(e) => given_back(e)?,
         };
         handed.store(false, Ordering::Relaxed);
         forget_h2(&origin, &sender);
@@ -391,13 +375,7 @@ impl Pool {
         handed.store(true, Ordering::Relaxed);
         match sender.try_send_request(request).await {
             Ok(response) => Ok(response),
-            Err(mut e) => match e.take_message() {
-                Some(_) => Err(Failure::Connect(format!(
-                    "the connection closed before the request was written: {}",
-                    e.into_error()
-                ))),
-                None => Err(Failure::Sent(e.into_error())),
-            },
+            Err(e) => Err(unwritten(given_back(e)?.1)),
         }
     }
 
@@ -424,6 +402,24 @@ impl Pool {
         origin.h2.store(Some(Arc::new(sender.clone())));
         Ok(sender)
     }
+}
+
+/// A failed `try_send_request`: the request hyper gave back unwritten
+/// (with why), or, when it was (or may have been) written, that failure.
+fn given_back(
+    mut e: hyper::client::conn::TrySendError<Request<Body>>,
+) -> Result<(Request<Body>, hyper::Error), Failure> {
+    match e.take_message() {
+        Some(back) => Ok((back, e.into_error())),
+        None => Err(Failure::Sent(e.into_error())),
+    }
+}
+
+/// A fresh connection closed before it wrote the request: nothing left.
+fn unwritten(e: hyper::Error) -> Failure {
+    Failure::Connect(format!(
+        "the connection closed before the request was written: {e}"
+    ))
 }
 
 /// The origin's open HTTP/2 connection, if it has one.
