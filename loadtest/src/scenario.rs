@@ -156,6 +156,8 @@ pub async fn run_with(scenario: Scenario, progress: MultiProgress) -> anyhow::Re
         }
     };
     queued_bar.finish();
+    // What the rest of the machine spends while Herald drains.
+    let cpu_from = (redis_cpu(&queue_conn).await, herald::cpu_seconds("self"));
     tracing::info!(
         rate = %format!("{:.0}/s", messages as f64 / fill.elapsed.as_secs_f64().max(1e-9)),
         "all messages queued"
@@ -190,6 +192,9 @@ pub async fn run_with(scenario: Scenario, progress: MultiProgress) -> anyhow::Re
         }
     };
     decided_bar.finish();
+    let cpu_to = (redis_cpu(&queue_conn).await, herald::cpu_seconds("self"));
+    let delta = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+    let cpu_after_fill = (delta(cpu_from.0, cpu_to.0), delta(cpu_from.1, cpu_to.1));
 
     // 5. Stop Herald (gracefully, even if following failed) and report.
     let herald_died = herald_exit.is_some();
@@ -211,6 +216,7 @@ pub async fn run_with(scenario: Scenario, progress: MultiProgress) -> anyhow::Re
         report.mock = Some(mock.stats());
         mock.shutdown().await;
     }
+    report.cpu_after_fill = Some(cpu_after_fill);
     report.herald_exit = herald_exit;
     report.herald_died = herald_died;
     Ok(report)
@@ -284,4 +290,37 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Redis's CPU seconds so far (`INFO cpu`: used_cpu_sys + used_cpu_user).
+async fn redis_cpu(conn: &redis::aio::MultiplexedConnection) -> Option<f64> {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut conn.clone())
+        .await
+        .ok()?;
+    cpu_of_info(&info)
+}
+
+/// used_cpu_sys + used_cpu_user of an `INFO cpu` reply (not the
+/// `_children` or `_main_thread` lines).
+fn cpu_of_info(info: &str) -> Option<f64> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    Some(field("used_cpu_sys")? + field("used_cpu_user")?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redis_cpu_is_sys_plus_user_of_the_server_only() {
+        let info = "# CPU\r\nused_cpu_sys_children:9.0\r\nused_cpu_sys:1.25\r\n\
+                    used_cpu_user_children:7.0\r\nused_cpu_user:2.5\r\n\
+                    used_cpu_sys_main_thread:1.0\r\n";
+        assert_eq!(super::cpu_of_info(info), Some(3.75));
+        assert_eq!(super::cpu_of_info("# CPU\r\n"), None);
+    }
 }

@@ -94,24 +94,23 @@ impl HeraldProcess {
     }
 }
 
-/// Herald's CPU time so far (Linux `/proc/<pid>/stat` utime + stime, in
-/// USER_HZ = 100 ticks a second): with `start_after_fill` that is the drain's
+/// Herald's CPU time so far: with `start_after_fill` that is the drain's
 /// cost, the figure to compare builds by on a machine whose speed drifts.
 fn cpu_time(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // Fields after the `(comm)`, which may itself hold spaces.
-            let rest = &s[s.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let utime = f.get(11)?.parse::<u64>().ok()?;
-            let stime = f.get(12)?.parse::<u64>().ok()?;
-            Some(utime + stime)
-        })
-        .map_or_else(
-            || "CPU unknown".to_string(),
-            |ticks| format!("CPU {:.2} s", ticks as f64 / 100.0),
-        )
+    cpu_seconds(&pid.to_string())
+        .map_or_else(|| "CPU unknown".to_string(), |s| format!("CPU {s:.2} s"))
+}
+
+/// CPU seconds a process (`"self"` or a pid) has used: Linux
+/// `/proc/<pid>/stat` utime + stime, in USER_HZ = 100 ticks a second.
+pub(super) fn cpu_seconds(pid: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)`, which may itself hold spaces.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime = f.get(11)?.parse::<u64>().ok()?;
+    let stime = f.get(12)?.parse::<u64>().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// Herald's peak resident memory (Linux `VmHWM`), read just before it is

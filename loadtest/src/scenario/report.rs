@@ -60,6 +60,9 @@ pub struct Report {
     pub latency_ms: Option<LatencySummary>,
     /// The in-process mock provider's counters, when one ran.
     pub mock: Option<MockStats>,
+    /// CPU seconds Redis and this process (load tool and in-process mock)
+    /// used from the end of the fill to the last decision.
+    pub cpu_after_fill: Option<(Option<f64>, Option<f64>)>,
     /// How the spawned Herald ended, when one was spawned.
     pub herald_exit: Option<String>,
     /// Herald exited before the run was over.
@@ -182,6 +185,7 @@ impl Report {
                 max: hist.max(),
             }),
             mock: None,
+            cpu_after_fill: None,
             herald_exit: None,
             herald_died: false,
         }
@@ -302,6 +306,16 @@ impl fmt::Display for Report {
                 f,
                 "  max in flight   {}  (now {}; {} connections accepted)",
                 m.max_in_flight, m.in_flight, m.connections_accepted
+            )?;
+        }
+        if let Some((redis, own)) = self.cpu_after_fill {
+            let s =
+                |v: Option<f64>| v.map_or_else(|| "unknown".to_string(), |v| format!("{v:.2} s"));
+            writeln!(
+                f,
+                "cpu after fill    redis {}, load tool + mock {}",
+                s(redis),
+                s(own)
             )?;
         }
         if let Some(exit) = &self.herald_exit {
