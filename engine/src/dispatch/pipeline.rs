@@ -651,9 +651,12 @@ fn hold(msg: Message, raw: Vec<u8>, attempt: u32, now: i64) -> Decision {
     }
 }
 
-/// Claim every pending message in one pipeline (plus one more for the rare
-/// claims that still change state). Retries while Redis is unavailable;
-/// `None` only when shutting down.
+/// Claim every pending message in one pipeline, then read back the few
+/// hashes the claim did not create (duplicates, redeliveries, releases) and
+/// make their remaining state changes. Each round trip is retried on its
+/// own while Redis is unavailable: a claim that was applied is never
+/// re-run, or every message of the batch would look redelivered. `None`
+/// only when shutting down.
 async fn claim_all(
     d: &Dispatcher,
     conn: &mut queue::Conn,
@@ -661,39 +664,81 @@ async fn claim_all(
 ) -> Option<Vec<(Claim, Option<String>)>> {
     let ttl_ms = d.cfg.dispatch.idempotency_ttl.as_millis() as u64;
     let mut key = String::with_capacity(64);
+    let mut pipe = redis::pipe();
+    for p in pending {
+        keys::message_into(&mut key, &p.msg.tenant, &p.msg.id);
+        queue::add_claim(&mut pipe, &key, p.entry, p.intent, ttl_ms);
+    }
+    let values: Vec<redis::Value> = retrying(d, conn, &pipe, "claim", |v: &Vec<_>| {
+        v.len() == pending.len() * queue::CLAIM_REPLIES
+    })
+    .await?;
+
+    // The hashes that existed already: read what they hold.
+    let mut read = redis::pipe();
+    let mut existing = Vec::new();
+    for (i, (replies, p)) in values.chunks(queue::CLAIM_REPLIES).zip(pending).enumerate() {
+        if !queue::claim_created(replies) {
+            keys::message_into(&mut key, &p.msg.tenant, &p.msg.id);
+            queue::add_claim_read(&mut read, &key);
+            existing.push(i);
+        }
+    }
+    let mut found: Vec<Option<queue::Found>> = vec![None; pending.len()];
+    if !existing.is_empty() {
+        let replies: Vec<redis::Value> = retrying(d, conn, &read, "claim", |v: &Vec<_>| {
+            v.len() == existing.len() && v.iter().all(|r| queue::parse_found(r).is_some())
+        })
+        .await?;
+        for (i, r) in existing.iter().zip(&replies) {
+            found[*i] = queue::parse_found(r);
+        }
+    }
+
+    let mut follow = redis::pipe();
+    let mut claims = Vec::with_capacity(pending.len());
+    for ((replies, p), found) in values.chunks(queue::CLAIM_REPLIES).zip(pending).zip(found) {
+        let (claim, next) = match queue::parse_claim(replies, found.as_ref(), p.entry, p.intent) {
+            Some(decided) => decided,
+            None => {
+                // An unexpected reply to a claim (not an integer): leave the
+                // entry pending rather than guess; XAUTOCLAIM retries it.
+                telemetry::redis_error("claim");
+                tracing::warn!(entry = %p.entry, "unexpected claim reply; left pending");
+                return None;
+            }
+        };
+        if let Some(f) = next {
+            f.add_to(&mut follow, &keys::message(&p.msg.tenant, &p.msg.id));
+        }
+        claims.push((claim, found.and_then(|f| f.pin)));
+    }
+    if !follow.is_empty() {
+        retrying::<()>(d, conn, &follow, "claim", |_| true).await?;
+    }
+    Some(claims)
+}
+
+/// Run `pipe` until Redis answers with a reply `valid` accepts, backing off
+/// between tries; `None` only when shutting down.
+async fn retrying<T: redis::FromRedisValue>(
+    d: &Dispatcher,
+    conn: &mut queue::Conn,
+    pipe: &redis::Pipeline,
+    op: &'static str,
+    valid: impl Fn(&T) -> bool,
+) -> Option<T> {
     let mut backoff = std::time::Duration::from_millis(50);
     loop {
-        let mut pipe = redis::pipe();
-        for p in pending {
-            keys::message_into(&mut key, &p.msg.tenant, &p.msg.id);
-            queue::add_claim(&mut pipe, &key, p.entry, p.intent, ttl_ms);
-        }
-        let outcome = match pipe.query_async::<Vec<redis::Value>>(conn).await {
-            Ok(values) if values.len() == pending.len() * queue::CLAIM_REPLIES => {
-                let decided: Option<Vec<_>> = values
-                    .chunks(queue::CLAIM_REPLIES)
-                    .zip(pending)
-                    .map(|(replies, p)| queue::parse_claim(replies, p.entry, p.intent))
-                    .collect();
-                let pins: Vec<Option<String>> = values
-                    .chunks(queue::CLAIM_REPLIES)
-                    .map(queue::claim_pin)
-                    .collect();
-                match decided {
-                    Some(decided) => follow_up(conn, pending, decided)
-                        .await
-                        .map(|claims| claims.into_iter().zip(pins).collect()),
-                    None => Err("unexpected claim reply".to_string()),
-                }
+        match pipe.query_async::<T>(conn).await {
+            Ok(v) if valid(&v) => return Some(v),
+            Ok(_) => {
+                telemetry::redis_error(op);
+                tracing::warn!(op, "unexpected reply from Redis; retrying");
             }
-            Ok(_) => Err("unexpected number of claim replies".to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match outcome {
-            Ok(claims) => return Some(claims),
             Err(e) => {
-                telemetry::redis_error("claim");
-                tracing::warn!(error = %e, "claiming a batch failed; retrying");
+                telemetry::redis_error(op);
+                tracing::warn!(op, error = %e, "Redis round trip failed; retrying");
             }
         }
         if d.shutdown.is_cancelled() {
@@ -702,29 +747,6 @@ async fn claim_all(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
     }
-}
-
-/// Make the claims' remaining state changes (attempt records of redeliveries
-/// and releases) before anything is sent.
-async fn follow_up(
-    conn: &mut queue::Conn,
-    pending: &[Pending],
-    decided: Vec<(Claim, Option<queue::FollowUp>)>,
-) -> Result<Vec<Claim>, String> {
-    let mut pipe = redis::pipe();
-    let mut any = false;
-    for ((_, follow), p) in decided.iter().zip(pending) {
-        if let Some(f) = follow {
-            f.add_to(&mut pipe, &keys::message(&p.msg.tenant, &p.msg.id));
-            any = true;
-        }
-    }
-    if any {
-        pipe.query_async::<()>(conn)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(decided.into_iter().map(|(c, _)| c).collect())
 }
 
 /// Send one message and record its outcome: the task of one in-flight send.
