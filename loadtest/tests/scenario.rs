@@ -614,6 +614,14 @@ fn shipped_scenarios_load() {
     assert_eq!(concurrency.mock.unwrap().latency_ms, 1000);
     let herald = concurrency.herald.unwrap();
     assert_eq!(herald.env["HERALD_DISPATCH__MAX_IN_FLIGHT"], "20000");
+
+    // The h2 variant is throughput.toml but for the provider's protocol.
+    let h2 = shipped("throughput-h2.toml");
+    assert_eq!((h2.load.messages, h2.load.rate), (200_000, 0));
+    assert_eq!(h2.mock.unwrap().latency_ms, 0);
+    let herald = h2.herald.unwrap();
+    assert!(herald.start_after_fill);
+    assert_eq!(herald.env["HERALD_PROVIDERS__TWILIO__HTTP2"], "true");
 }
 
 // ------------------------------------------------ partitions and numbers
