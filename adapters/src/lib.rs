@@ -10,6 +10,7 @@
 //! trait object so the per-message send future is not heap-allocated.
 #![forbid(unsafe_code)]
 
+mod connection;
 pub mod http;
 mod pool;
 pub mod sandbox;
@@ -21,6 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use self::http::{HttpConfigError, HttpProvider, HttpSettings};
+pub use connection::ConnectionSettings;
 pub use sandbox::{SandboxProvider, SandboxSettings};
 pub use sns::{SnsConfigError, SnsProvider, SnsSettings};
 pub use twilio::lookup::{LookupError, TwilioLookup, TwilioLookupSettings};

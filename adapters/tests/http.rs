@@ -6,7 +6,8 @@ mod support;
 use std::time::Duration;
 
 use herald_adapters::{
-    AnyProvider, HttpProvider, HttpSettings, PermanentKind, Provider, SendError, SendRequest,
+    AnyProvider, ConnectionSettings, HttpProvider, HttpSettings, PermanentKind, Provider,
+    SendError, SendRequest,
 };
 use support::{Behaviour, raw_server, refused_url, respond, serve};
 
@@ -19,7 +20,7 @@ fn settings(url: String) -> HttpSettings {
             ("Authorization".into(), "Bearer wh-secret".into()),
             ("X-Tenant".into(), "acme".into()),
         ],
-        request_timeout: Duration::from_secs(5),
+        connection: support::connection(),
         ..Default::default()
     }
 }
@@ -237,7 +238,10 @@ async fn any_provider_dispatches_to_http() {
 async fn http2_multiplexes_sends_on_one_connection() {
     let server = serve(|_| respond(200, &[], r#"{"id":"h2"}"#)).await;
     let webhook = HttpProvider::new(HttpSettings {
-        http2: true,
+        connection: ConnectionSettings {
+            http2: true,
+            ..support::connection()
+        },
         ..settings(server.url())
     })
     .unwrap();
@@ -275,7 +279,10 @@ async fn connection_refused_is_transient() {
 async fn timeout_after_the_request_was_written_is_ambiguous() {
     let (addr, mut requests) = raw_server(Behaviour::Silent).await;
     let webhook = HttpProvider::new(HttpSettings {
-        request_timeout: Duration::from_millis(300),
+        connection: ConnectionSettings {
+            request_timeout: Duration::from_millis(300),
+            ..support::connection()
+        },
         ..settings(format!("http://{addr}/hook"))
     })
     .unwrap();
@@ -314,7 +321,10 @@ async fn success_with_a_stalled_body_is_accepted_without_an_id() {
     ))
     .await;
     let webhook = HttpProvider::new(HttpSettings {
-        request_timeout: Duration::from_millis(300),
+        connection: ConnectionSettings {
+            request_timeout: Duration::from_millis(300),
+            ..support::connection()
+        },
         ..settings(format!("http://{addr}"))
     })
     .unwrap();

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_adapters::{
-    Accepted, AnyProvider, PermanentKind, Provider, SendError, SendRequest, SnsProvider,
-    SnsSettings,
+    Accepted, AnyProvider, ConnectionSettings, PermanentKind, Provider, SendError, SendRequest,
+    SnsProvider, SnsSettings,
 };
 use http::Response;
 use http_body_util::Full;
@@ -29,7 +29,7 @@ fn settings(endpoint: String) -> SnsSettings {
         access_key_id: AKID.into(),
         secret_access_key: SECRET.into(),
         endpoint: Some(endpoint),
-        request_timeout: Duration::from_secs(5),
+        connection: support::connection(),
         ..Default::default()
     }
 }
@@ -613,7 +613,10 @@ async fn answers_over_the_wire_are_classified() {
 async fn http2_requests_verify_too() {
     let server = serve(sns(None)).await;
     let sns = SnsProvider::new(SnsSettings {
-        http2: true,
+        connection: ConnectionSettings {
+            http2: true,
+            ..support::connection()
+        },
         ..settings(server.url())
     })
     .unwrap();
@@ -654,7 +657,10 @@ async fn connection_refused_is_transient() {
 async fn timeout_after_the_request_was_written_is_ambiguous() {
     let (addr, mut requests) = raw_server(Behaviour::Silent).await;
     let sns = SnsProvider::new(SnsSettings {
-        request_timeout: Duration::from_millis(300),
+        connection: ConnectionSettings {
+            request_timeout: Duration::from_millis(300),
+            ..support::connection()
+        },
         ..settings(format!("http://{addr}"))
     })
     .unwrap();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use herald_adapters::{
-    Accepted, AnyProvider, PermanentKind, Provider, SendError, SendRequest, TwilioProvider,
-    TwilioSettings,
+    Accepted, AnyProvider, ConnectionSettings, PermanentKind, Provider, SendError, SendRequest,
+    TwilioProvider, TwilioSettings,
 };
 use herald_loadtest::mock::{MockProvider, MockSettings};
 use support::{Behaviour, raw_server, refused_url};
@@ -34,7 +34,7 @@ fn settings(base_url: String) -> TwilioSettings {
         account_sid: SID.into(),
         auth_token: TOKEN.into(),
         from: Some(FROM.into()),
-        request_timeout: Duration::from_secs(5),
+        connection: support::connection(),
         ..Default::default()
     }
 }
@@ -381,7 +381,10 @@ async fn any_provider_dispatches_to_twilio() {
 
 fn short_timeout(base_url: String) -> TwilioProvider {
     TwilioProvider::new(TwilioSettings {
-        request_timeout: Duration::from_millis(300),
+        connection: ConnectionSettings {
+            request_timeout: Duration::from_millis(300),
+            ..support::connection()
+        },
         ..settings(base_url)
     })
     .unwrap()
@@ -476,7 +479,10 @@ async fn send_against(
 ) -> (Result<Accepted, SendError>, Vec<u8>, SocketAddr) {
     let (addr, mut requests) = raw_server(Behaviour::Answer(response.into())).await;
     let twilio = TwilioProvider::new(TwilioSettings {
-        request_timeout: timeout,
+        connection: ConnectionSettings {
+            request_timeout: timeout,
+            ..support::connection()
+        },
         ..settings(format!("http://{addr}"))
     })
     .unwrap();
@@ -617,7 +623,10 @@ async fn http2_multiplexes_concurrent_sends_on_one_connection() {
     .await;
     let twilio = Arc::new(
         TwilioProvider::new(TwilioSettings {
-            http2: true,
+            connection: ConnectionSettings {
+                http2: true,
+                ..support::connection()
+            },
             ..settings(mock.base_url())
         })
         .expect("valid settings"),

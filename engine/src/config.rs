@@ -1024,13 +1024,7 @@ fn provider_config(
                 ));
             }
             s.status_callback = p.status_callback;
-            s.http2 = p.http2.unwrap_or(false);
-            if let Some(t) = p.timeout_ms {
-                s.request_timeout = ms(positive(&key("timeout_ms"), t)?);
-            }
-            if let Some(t) = p.connect_timeout_ms {
-                s.connect_timeout = ms(positive(&key("connect_timeout_ms"), t)?);
-            }
+            s.connection = connection(&key, p.timeout_ms, p.connect_timeout_ms, p.http2)?;
             ProviderKind::Twilio(s)
         }
         "sandbox" => {
@@ -1046,7 +1040,7 @@ fn provider_config(
             ProviderKind::Sandbox(s)
         }
         "sns" => {
-            let mut s = herald_adapters::SnsSettings {
+            let s = herald_adapters::SnsSettings {
                 region: required(&key("region"), p.region, "an sns provider")?,
                 access_key_id: required(&key("access_key_id"), p.access_key_id, "an sns provider")?,
                 secret_access_key: required(
@@ -1058,15 +1052,8 @@ fn provider_config(
                 endpoint: p.endpoint.filter(|v| !v.is_empty()),
                 origination_number: p.origination_number.or(p.from).filter(|v| !v.is_empty()),
                 sender_id: p.sender_id.filter(|v| !v.is_empty()),
-                ..Default::default()
+                connection: connection(&key, p.timeout_ms, p.connect_timeout_ms, p.http2)?,
             };
-            s.http2 = p.http2.unwrap_or(false);
-            if let Some(t) = p.timeout_ms {
-                s.request_timeout = ms(positive(&key("timeout_ms"), t)?);
-            }
-            if let Some(t) = p.connect_timeout_ms {
-                s.connect_timeout = ms(positive(&key("connect_timeout_ms"), t)?);
-            }
             // The adapter validates the rest (endpoint URL, region) and
             // names the key.
             herald_adapters::SnsProvider::new(s.clone())
@@ -1078,17 +1065,11 @@ fn provider_config(
                 url: required(&key("url"), p.url, "an http provider")?,
                 headers: p.headers.into_iter().collect(),
                 from: p.from.filter(|v| !v.is_empty()),
+                connection: connection(&key, p.timeout_ms, p.connect_timeout_ms, p.http2)?,
                 ..Default::default()
             };
             if let Some(f) = p.id_field {
                 s.id_field = f;
-            }
-            s.http2 = p.http2.unwrap_or(false);
-            if let Some(t) = p.timeout_ms {
-                s.request_timeout = ms(positive(&key("timeout_ms"), t)?);
-            }
-            if let Some(t) = p.connect_timeout_ms {
-                s.connect_timeout = ms(positive(&key("connect_timeout_ms"), t)?);
             }
             herald_adapters::HttpProvider::new(s.clone())
                 .map_err(|e| key_err(key(e.key), e.reason))?;
@@ -1106,6 +1087,28 @@ fn provider_config(
         max_concurrency,
         kind,
     })
+}
+
+/// `timeout_ms`, `connect_timeout_ms` and `http2`, the keys every HTTP
+/// provider (twilio, sns, http) takes; an unset key keeps the adapter's
+/// default.
+fn connection(
+    key: &dyn Fn(&str) -> String,
+    timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    http2: Option<bool>,
+) -> Result<herald_adapters::ConnectionSettings, ConfigError> {
+    let mut c = herald_adapters::ConnectionSettings {
+        http2: http2.unwrap_or(false),
+        ..Default::default()
+    };
+    if let Some(t) = timeout_ms {
+        c.request_timeout = ms(positive(&key("timeout_ms"), t)?);
+    }
+    if let Some(t) = connect_timeout_ms {
+        c.connect_timeout = ms(positive(&key("connect_timeout_ms"), t)?);
+    }
+    Ok(c)
 }
 
 /// `hostname-pid-random`: unique per process, so a restarted instance never

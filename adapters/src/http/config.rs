@@ -2,11 +2,10 @@
 //! its validation.
 
 use std::fmt;
-use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 
-use crate::transport;
+use crate::{ConnectionSettings, transport};
 
 /// Settings for [`HttpProvider`](super::HttpProvider).
 ///
@@ -27,18 +26,8 @@ pub struct HttpSettings {
     pub id_field: String,
     /// Sender put in the body's `from` when routing gives none.
     pub from: Option<String>,
-    /// Budget for one send: waiting for a connection, writing the request and
-    /// reading the whole response.
-    pub request_timeout: Duration,
-    /// Budget for the TCP connect of a new connection.
-    pub connect_timeout: Duration,
-    /// Idle connections kept per host, so a burst's connections are reused.
-    pub pool_max_idle_per_host: usize,
-    /// How long an idle connection stays in the pool.
-    pub pool_idle_timeout: Duration,
-    /// Speak HTTP/2 only (prior knowledge for http://, ALPN `h2` for
-    /// https://): thousands of concurrent sends share one connection.
-    pub http2: bool,
+    /// Timeouts, connection pool and protocol, as for every HTTP provider.
+    pub connection: ConnectionSettings,
 }
 
 impl Default for HttpSettings {
@@ -48,14 +37,7 @@ impl Default for HttpSettings {
             headers: Vec::new(),
             id_field: "/id".to_owned(),
             from: None,
-            request_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
-            pool_max_idle_per_host: 32_768,
-            // Shorter than common load balancers' idle timeouts (AWS ALB:
-            // 60 s): a server-side close racing a reuse turns a clean send
-            // ambiguous.
-            pool_idle_timeout: Duration::from_secs(30),
-            http2: false,
+            connection: ConnectionSettings::default(),
         }
     }
 }
@@ -64,17 +46,12 @@ impl fmt::Debug for HttpSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Header values are credentials more often than not.
         let header_names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
-        f.debug_struct("HttpSettings")
-            .field("url", &self.url)
+        let mut d = f.debug_struct("HttpSettings");
+        d.field("url", &self.url)
             .field("headers", &header_names)
             .field("id_field", &self.id_field)
-            .field("from", &self.from)
-            .field("request_timeout", &self.request_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
-            .field("pool_idle_timeout", &self.pool_idle_timeout)
-            .field("http2", &self.http2)
-            .finish()
+            .field("from", &self.from);
+        self.connection.debug_fields(&mut d).finish()
     }
 }
 
@@ -156,12 +133,7 @@ pub(super) fn validate(s: &HttpSettings) -> Result<ValidSettings, HttpConfigErro
     }
     let from = transport::non_empty(&s.from).map_err(|r| invalid("from", r))?;
 
-    if s.request_timeout.is_zero() {
-        return Err(invalid("request_timeout", "must be greater than zero"));
-    }
-    if s.connect_timeout.is_zero() {
-        return Err(invalid("connect_timeout", "must be greater than zero"));
-    }
+    s.connection.validate(invalid)?;
 
     Ok(ValidSettings {
         uri,

@@ -25,7 +25,7 @@ use http_body_util::Full;
 
 pub use config::{HttpConfigError, HttpSettings};
 
-use crate::transport::{self, HttpClient, PoolSettings};
+use crate::transport::HttpClient;
 use crate::{Accepted, PermanentKind, Provider, SendError, SendRequest};
 
 /// Posts each message as JSON to one webhook over one pooled HTTP client.
@@ -54,17 +54,12 @@ impl HttpProvider {
         let valid = config::validate(&settings)?;
         Ok(HttpProvider {
             inner: Arc::new(Inner {
-                client: transport::build_client(PoolSettings {
-                    connect_timeout: settings.connect_timeout,
-                    pool_max_idle_per_host: settings.pool_max_idle_per_host,
-                    pool_idle_timeout: settings.pool_idle_timeout,
-                    http2: settings.http2,
-                }),
+                client: settings.connection.build_client(),
                 uri: valid.uri,
                 headers: valid.headers,
                 id_field: valid.id_field,
                 from: valid.from,
-                request_timeout: settings.request_timeout,
+                request_timeout: settings.connection.request_timeout,
             }),
         })
     }

@@ -7,7 +7,7 @@ use super::config::validate;
 use super::request::{Outgoing, choose_from, json_body};
 use super::service::{accepted, classify};
 use super::{HttpProvider, HttpSettings};
-use crate::{PermanentKind, SendError};
+use crate::{ConnectionSettings, PermanentKind, SendError};
 
 #[test]
 fn body_is_one_fixed_shape() {
@@ -256,17 +256,13 @@ fn validation_names_the_key() {
         ),
         (
             HttpSettings {
-                request_timeout: Duration::ZERO,
+                connection: ConnectionSettings {
+                    request_timeout: Duration::ZERO,
+                    ..Default::default()
+                },
                 ..settings()
             },
             Some("request_timeout"),
-        ),
-        (
-            HttpSettings {
-                connect_timeout: Duration::ZERO,
-                ..settings()
-            },
-            Some("connect_timeout"),
         ),
     ];
     for (s, want) in cases {

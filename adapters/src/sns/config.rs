@@ -1,17 +1,16 @@
 //! What an operator writes to configure the SNS adapter, and its validation.
 
 use std::fmt;
-use std::time::Duration;
 
 use http::Uri;
 
-use crate::transport;
+use crate::{ConnectionSettings, transport};
 
 /// Settings for [`SnsProvider`](super::SnsProvider).
 ///
 /// A plain struct: the engine's config layer maps `providers.<name>.*` onto
 /// it and [`SnsProvider::new`](super::SnsProvider::new) validates it once.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct SnsSettings {
     /// AWS region (`us-east-1`): picks the default endpoint and is part of
     /// the SigV4 credential scope, so it must match the endpoint's region.
@@ -35,47 +34,14 @@ pub struct SnsSettings {
     /// `AWS.SNS.SMS.SenderID`: an alphanumeric sender shown instead of a
     /// number where the destination country supports it (not the US).
     pub sender_id: Option<String>,
-    /// Budget for one send: waiting for a connection, writing the request and
-    /// reading the whole response.
-    pub request_timeout: Duration,
-    /// Budget for the TCP connect of a new connection.
-    pub connect_timeout: Duration,
-    /// Idle connections kept per host, so a burst's connections are reused
-    /// instead of re-handshaked (TLS to AWS costs a round trip or two).
-    pub pool_max_idle_per_host: usize,
-    /// How long an idle connection stays in the pool.
-    pub pool_idle_timeout: Duration,
-    /// Speak HTTP/2 only (ALPN `h2` for https, prior knowledge for http).
-    /// Off by default; turn on only for an endpoint known to speak h2.
-    pub http2: bool,
-}
-
-impl Default for SnsSettings {
-    fn default() -> Self {
-        SnsSettings {
-            region: String::new(),
-            access_key_id: String::new(),
-            secret_access_key: String::new(),
-            session_token: None,
-            endpoint: None,
-            origination_number: None,
-            sender_id: None,
-            request_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
-            pool_max_idle_per_host: 32_768,
-            // Shorter than the idle timeout of AWS's load balancers (60 s), so
-            // Herald drops an idle connection before the server does: a
-            // server-side close racing a reuse turns a clean send ambiguous.
-            pool_idle_timeout: Duration::from_secs(30),
-            http2: false,
-        }
-    }
+    /// Timeouts, connection pool and protocol, as for every HTTP provider.
+    pub connection: ConnectionSettings,
 }
 
 impl fmt::Debug for SnsSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SnsSettings")
-            .field("region", &self.region)
+        let mut d = f.debug_struct("SnsSettings");
+        d.field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
             .field(
@@ -84,13 +50,8 @@ impl fmt::Debug for SnsSettings {
             )
             .field("endpoint", &self.endpoint)
             .field("origination_number", &self.origination_number)
-            .field("sender_id", &self.sender_id)
-            .field("request_timeout", &self.request_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
-            .field("pool_idle_timeout", &self.pool_idle_timeout)
-            .field("http2", &self.http2)
-            .finish()
+            .field("sender_id", &self.sender_id);
+        self.connection.debug_fields(&mut d).finish()
     }
 }
 
@@ -189,12 +150,7 @@ pub(super) fn validate(s: &SnsSettings) -> Result<ValidSettings, SnsConfigError>
         }
     }
 
-    if s.request_timeout.is_zero() {
-        return Err(invalid("request_timeout", "must be greater than zero"));
-    }
-    if s.connect_timeout.is_zero() {
-        return Err(invalid("connect_timeout", "must be greater than zero"));
-    }
+    s.connection.validate(invalid)?;
 
     Ok(ValidSettings {
         publish_uri,

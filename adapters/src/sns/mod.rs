@@ -26,7 +26,7 @@ use http_body_util::Full;
 
 pub use config::{SnsConfigError, SnsSettings};
 
-use crate::transport::{self, HttpClient, PoolSettings};
+use crate::transport::HttpClient;
 use crate::{Accepted, Provider, SendError, SendRequest};
 
 /// Sends SMS through AWS SNS `Publish` over one pooled HTTP client.
@@ -79,12 +79,7 @@ impl SnsProvider {
         ));
         Ok(SnsProvider {
             inner: Arc::new(Inner {
-                client: transport::build_client(PoolSettings {
-                    connect_timeout: settings.connect_timeout,
-                    pool_max_idle_per_host: settings.pool_max_idle_per_host,
-                    pool_idle_timeout: settings.pool_idle_timeout,
-                    http2: settings.http2,
-                }),
+                client: settings.connection.build_client(),
                 publish_uri_text: valid.publish_uri.to_string(),
                 publish_uri: valid.publish_uri,
                 host: valid.host,
@@ -94,8 +89,8 @@ impl SnsProvider {
                 access_key_id: settings.access_key_id,
                 origination_number: valid.origination_number,
                 sender_id: valid.sender_id,
-                request_timeout: settings.request_timeout,
-                http2: settings.http2,
+                request_timeout: settings.connection.request_timeout,
+                http2: settings.connection.http2,
             }),
         })
     }

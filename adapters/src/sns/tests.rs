@@ -12,7 +12,7 @@ use super::config::validate;
 use super::request::{CONTENT_TYPE, SERVICE, Unsigned, form_body, sigv4_headers, sms_type};
 use super::service::{XmlFields, classify, parse_published, read_xml};
 use super::{SnsProvider, SnsSettings};
-use crate::{Accepted, PermanentKind, SendError};
+use crate::{Accepted, ConnectionSettings, PermanentKind, SendError};
 
 // ---- request -----------------------------------------------------------------
 
@@ -720,14 +720,10 @@ fn validation_names_the_key() {
         ),
         (
             SnsSettings {
-                request_timeout: Duration::ZERO,
-                ..settings()
-            },
-            Some("request_timeout"),
-        ),
-        (
-            SnsSettings {
-                connect_timeout: Duration::ZERO,
+                connection: ConnectionSettings {
+                    connect_timeout: Duration::ZERO,
+                    ..Default::default()
+                },
                 ..settings()
             },
             Some("connect_timeout"),

@@ -1,9 +1,10 @@
 //! What an operator writes to configure the Twilio adapter, and its validation.
 
 use std::fmt;
-use std::time::Duration;
 
 use http::Uri;
+
+use crate::ConnectionSettings;
 
 /// Settings for [`TwilioProvider`](super::TwilioProvider).
 ///
@@ -25,24 +26,8 @@ pub struct TwilioSettings {
     pub messaging_service_sid: Option<String>,
     /// Sent as `StatusCallback` so Twilio posts delivery receipts to Herald.
     pub status_callback: Option<String>,
-    /// Budget for one send: waiting for a connection, writing the request and
-    /// reading the whole response.
-    pub request_timeout: Duration,
-    /// Budget for the TCP connect of a new connection.
-    pub connect_timeout: Duration,
-    /// Idle connections kept per host. High, so the connections opened during
-    /// a burst at 10k+ concurrent sends are reused instead of re-handshaked.
-    pub pool_max_idle_per_host: usize,
-    /// How long an idle connection stays in the pool.
-    pub pool_idle_timeout: Duration,
-    /// Speak HTTP/2 only: prior knowledge (h2c) for `http://`, ALPN `h2` for
-    /// `https://`. Thousands of concurrent sends then share one connection
-    /// instead of holding one HTTP/1.1 connection each: at 20,000 in flight
-    /// Herald's peak RSS fell from 563 MiB to ~300 MiB
-    /// (`scripts/bench.sh concurrency`). Off by default: the pool opens a
-    /// single h2 connection per host, so a server's
-    /// SETTINGS_MAX_CONCURRENT_STREAMS (often ~100) would cap concurrency.
-    pub http2: bool,
+    /// Timeouts, connection pool and protocol, as for every HTTP provider.
+    pub connection: ConnectionSettings,
 }
 
 impl Default for TwilioSettings {
@@ -54,34 +39,21 @@ impl Default for TwilioSettings {
             from: None,
             messaging_service_sid: None,
             status_callback: None,
-            request_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
-            pool_max_idle_per_host: 32_768,
-            // Shorter than the idle timeouts of common load balancers (AWS ALB:
-            // 60 s), so we drop an idle connection before the server does. A
-            // server-side close racing our reuse is what turns an otherwise
-            // clean send into an ambiguous one.
-            pool_idle_timeout: Duration::from_secs(30),
-            http2: false,
+            connection: ConnectionSettings::default(),
         }
     }
 }
 
 impl fmt::Debug for TwilioSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TwilioSettings")
-            .field("base_url", &self.base_url)
+        let mut d = f.debug_struct("TwilioSettings");
+        d.field("base_url", &self.base_url)
             .field("account_sid", &self.account_sid)
             .field("auth_token", &"<redacted>")
             .field("from", &self.from)
             .field("messaging_service_sid", &self.messaging_service_sid)
-            .field("status_callback", &self.status_callback)
-            .field("request_timeout", &self.request_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
-            .field("pool_idle_timeout", &self.pool_idle_timeout)
-            .field("http2", &self.http2)
-            .finish()
+            .field("status_callback", &self.status_callback);
+        self.connection.debug_fields(&mut d).finish()
     }
 }
 
@@ -171,12 +143,7 @@ pub(super) fn validate(s: &TwilioSettings) -> Result<ValidSettings, TwilioConfig
         }
     }
 
-    if s.request_timeout.is_zero() {
-        return Err(invalid("request_timeout", "must be greater than zero"));
-    }
-    if s.connect_timeout.is_zero() {
-        return Err(invalid("connect_timeout", "must be greater than zero"));
-    }
+    s.connection.validate(invalid)?;
 
     let messages = format!(
         "{}/2010-04-01/Accounts/{}/Messages.json",

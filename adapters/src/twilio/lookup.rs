@@ -97,7 +97,7 @@ impl TwilioLookupSettings {
             base_url: base_url.into(),
             account_sid: messaging.account_sid.clone(),
             auth_token: messaging.auth_token.clone(),
-            connect_timeout: messaging.connect_timeout,
+            connect_timeout: messaging.connection.connect_timeout,
             ..Default::default()
         }
     }
@@ -734,7 +734,10 @@ mod tests {
         let messaging = TwilioSettings {
             account_sid: "AC0123456789abcdef0123456789abcdef".into(),
             auth_token: "secret".into(),
-            connect_timeout: Duration::from_secs(2),
+            connection: crate::ConnectionSettings {
+                connect_timeout: Duration::from_secs(2),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let s = TwilioLookupSettings::from_messaging(&messaging, DEFAULT_BASE_URL);

@@ -26,7 +26,7 @@ use http_body_util::Full;
 
 pub use config::{TwilioConfigError, TwilioSettings};
 
-use crate::transport::{self, HttpClient, PoolSettings};
+use crate::transport::HttpClient;
 use crate::{Accepted, PermanentKind, Provider, SendError, SendRequest};
 
 /// Sends SMS through Twilio's Messages API over one pooled HTTP/1.1 client.
@@ -70,12 +70,7 @@ impl TwilioProvider {
 
         Ok(TwilioProvider {
             inner: Arc::new(Inner {
-                client: transport::build_client(PoolSettings {
-                    connect_timeout: settings.connect_timeout,
-                    pool_max_idle_per_host: settings.pool_max_idle_per_host,
-                    pool_idle_timeout: settings.pool_idle_timeout,
-                    http2: settings.http2,
-                }),
+                client: settings.connection.build_client(),
                 messages_uri: valid.messages_uri,
                 authorization,
                 from: valid.from,
@@ -84,7 +79,7 @@ impl TwilioProvider {
                     .status_callback
                     .as_deref()
                     .map(request::encoded_status_callback),
-                request_timeout: settings.request_timeout,
+                request_timeout: settings.connection.request_timeout,
                 account_sid: settings.account_sid,
             }),
         })

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::config::validate;
 use super::service::{classify_for_test, parse_created_for_test};
 use super::{TwilioProvider, TwilioSettings};
-use crate::{Accepted, PermanentKind, SendError};
+use crate::{Accepted, ConnectionSettings, PermanentKind, SendError};
 
 fn twilio_error(code: u32, status: u16) -> String {
     format!(
@@ -342,17 +342,13 @@ fn validation_names_the_key() {
     );
     assert_eq!(
         key(TwilioSettings {
-            request_timeout: Duration::ZERO,
+            connection: ConnectionSettings {
+                request_timeout: Duration::ZERO,
+                ..Default::default()
+            },
             ..settings()
         }),
         Some("request_timeout")
-    );
-    assert_eq!(
-        key(TwilioSettings {
-            connect_timeout: Duration::ZERO,
-            ..settings()
-        }),
-        Some("connect_timeout")
     );
     // No sender at all is allowed: routing may supply one per message.
     assert_eq!(

@@ -10,8 +10,10 @@ pub mod sigv4;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
+use herald_adapters::ConnectionSettings;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -20,6 +22,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+
+/// The providers' connection settings in these tests: the defaults, with a
+/// 5 s budget per send.
+pub fn connection() -> ConnectionSettings {
+    ConnectionSettings {
+        request_timeout: Duration::from_secs(5),
+        ..Default::default()
+    }
+}
 
 /// One request as the server read it.
 #[derive(Debug, Clone)]
