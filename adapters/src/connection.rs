@@ -31,8 +31,9 @@ pub struct ConnectionSettings {
     /// Speak HTTP/2 only: prior knowledge (h2c) for `http://`, ALPN `h2` for
     /// `https://`. Thousands of concurrent sends then share one connection
     /// instead of holding one HTTP/1.1 connection each: at 20,000 in flight
-    /// Herald's peak RSS fell from 563 MiB to ~300 MiB
-    /// (`scripts/bench.sh concurrency`). Off by default: the pool opens a
+    /// Herald's peak RSS is 109 MiB over h2 (`scripts/bench.sh concurrency`),
+    /// 264 MiB at 10,000 over HTTP/1.1; h2 also costs less CPU a send (the
+    /// `throughput-h2` scenario). Off by default: the pool opens a
     /// single h2 connection per host, so a server's
     /// SETTINGS_MAX_CONCURRENT_STREAMS (often ~100) would cap concurrency;
     /// turn it on only for a server known to speak h2.

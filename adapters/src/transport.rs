@@ -84,7 +84,7 @@ pub(crate) async fn exchange(
             return Err(SendError::Ambiguous {
                 message: format!(
                     "{peer} connection failed after the request was sent: {}",
-                    error_chain(&e)
+                    error_chain(&*e)
                 ),
             });
         }

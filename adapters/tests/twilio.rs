@@ -684,3 +684,104 @@ fn a_twilio_send_future_stays_small() {
         enum_size - size
     );
 }
+
+/// What a raw HTTP/2 test server does with each stream it accepts.
+#[derive(Clone, Copy)]
+enum H2Stream {
+    /// `RST_STREAM(REFUSED_STREAM)`: the server says it did not process it.
+    Refuse,
+    /// `RST_STREAM(INTERNAL_ERROR)` after reading the request: it may have.
+    Reset,
+    /// Answer 201, then close the connection gracefully (`GOAWAY`), as a
+    /// server going away for a deploy does.
+    AnswerThenGoAway,
+}
+
+/// An h2c server (prior knowledge) behaving as `behaviour` on every stream;
+/// returns its URL and a count of the connections it accepted.
+async fn h2_server(behaviour: H2Stream) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                    match behaviour {
+                        H2Stream::Refuse => respond.send_reset(h2::Reason::REFUSED_STREAM),
+                        H2Stream::Reset => respond.send_reset(h2::Reason::INTERNAL_ERROR),
+                        H2Stream::AnswerThenGoAway => {
+                            let head = http::Response::builder()
+                                .status(201)
+                                .header("content-type", "application/json")
+                                .body(())
+                                .unwrap();
+                            let mut body = respond.send_response(head, false).unwrap();
+                            let created = r#"{"sid":"SM00000000000000000000000000000001","num_segments":"1"}"#;
+                            body.send_data(bytes::Bytes::from_static(created.as_bytes()), true)
+                                .unwrap();
+                            conn.graceful_shutdown();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), connections)
+}
+
+fn h2_provider(base_url: String) -> TwilioProvider {
+    TwilioProvider::new(TwilioSettings {
+        connection: ConnectionSettings {
+            http2: true,
+            ..support::connection()
+        },
+        ..settings(base_url)
+    })
+    .expect("valid settings")
+}
+
+/// RFC 9113 §8.7: a stream the server refused was not processed, so the send
+/// is safe to retry (Transient), unlike a stream reset after the request was
+/// read, which may have been (Ambiguous).
+#[tokio::test]
+async fn an_http2_stream_refused_is_transient_and_one_reset_is_ambiguous() {
+    let (url, _) = h2_server(H2Stream::Refuse).await;
+    let result = h2_provider(url).send(&msg(TO, "refused")).await;
+    assert!(
+        matches!(result, Err(SendError::Transient { code: None, .. })),
+        "{result:?}"
+    );
+    let (url, _) = h2_server(H2Stream::Reset).await;
+    let result = h2_provider(url).send(&msg(TO, "reset")).await;
+    assert!(
+        matches!(result, Err(SendError::Ambiguous { .. })),
+        "{result:?}"
+    );
+}
+
+/// The one HTTP/2 connection, closed by the server, is dialled again for the
+/// next send instead of failing it.
+#[tokio::test]
+async fn an_http2_connection_the_server_closed_is_redialled() {
+    let (url, connections) = h2_server(H2Stream::AnswerThenGoAway).await;
+    let twilio = h2_provider(url);
+    for i in 0..3 {
+        let accepted = twilio.send(&msg(TO, "first")).await.expect("accepted");
+        assert_eq!(accepted.provider_id, "SM00000000000000000000000000000001");
+        assert_eq!(accepted.segments, Some(1));
+        assert_eq!(
+            connections.load(std::sync::atomic::Ordering::SeqCst),
+            i + 1,
+            "send {i}"
+        );
+        // Let the GOAWAY and the close arrive before the next send.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
