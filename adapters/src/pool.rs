@@ -486,6 +486,7 @@ fn start_h2(
         _ => Bytes::new(),
     };
     let mut head = Request::from_parts(parts, ());
+    strip_connection_headers(head.headers_mut());
     if !data.is_empty() && !head.headers().contains_key(header::CONTENT_LENGTH) {
         head.headers_mut().insert(
             header::CONTENT_LENGTH,
@@ -505,6 +506,34 @@ fn start_h2(
             .map_err(|e| Failure::Sent(Box::new(e)))?;
     }
     Ok(response)
+}
+
+/// HTTP/2 has no connection-specific headers (RFC 9113 §8.2.2) and the
+/// `h2` crate refuses a request that carries one, so a header an operator
+/// configured for HTTP/1.1 (`Connection: keep-alive`…) is dropped here, as
+/// hyper's client did, instead of failing every send.
+fn strip_connection_headers(headers: &mut http::HeaderMap) {
+    if let Some(named) = headers.remove(header::CONNECTION)
+        && let Ok(named) = named.to_str()
+    {
+        for name in named.split(',') {
+            headers.remove(name.trim());
+        }
+    }
+    for name in [
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::HeaderName::from_static("keep-alive"),
+        header::HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+    if headers
+        .get(header::TE)
+        .is_some_and(|te| te.as_bytes() != b"trailers")
+    {
+        headers.remove(header::TE);
+    }
 }
 
 /// The answer to a request started by [`start_h2`].

@@ -260,6 +260,43 @@ async fn http2_multiplexes_sends_on_one_connection() {
     assert_eq!(server.connections(), 1);
 }
 
+/// Connection-specific headers an operator may configure for HTTP/1.1
+/// (`Connection` and `Transfer-Encoding` are refused at start-up) do not
+/// exist in HTTP/2 (RFC 9113 §8.2.2): over h2 they are dropped, and the
+/// send goes through with the provider's other headers.
+#[tokio::test]
+async fn http2_drops_connection_specific_headers() {
+    let server = serve(|_| respond(200, &[], r#"{"id":"h2"}"#)).await;
+    let mut config = settings(server.url());
+    config.headers.extend([
+        ("Keep-Alive".into(), "timeout=5".into()),
+        ("Proxy-Connection".into(), "keep-alive".into()),
+        ("Upgrade".into(), "websocket".into()),
+        ("TE".into(), "gzip".into()),
+    ]);
+    let webhook = HttpProvider::new(HttpSettings {
+        connection: ConnectionSettings {
+            http2: true,
+            ..support::connection()
+        },
+        ..config
+    })
+    .unwrap();
+    let accepted = webhook
+        .send(&msg(TO, "hi"))
+        .await
+        .expect("accepted over h2");
+    assert_eq!(accepted.provider_id, "h2");
+    let requests = server.requests();
+    let sent = &requests[0];
+    assert_eq!(sent.version, http::Version::HTTP_2);
+    assert_eq!(sent.header("x-tenant"), Some("acme"));
+    assert_eq!(sent.header("authorization"), Some("Bearer wh-secret"));
+    for hop in ["keep-alive", "proxy-connection", "upgrade", "te"] {
+        assert_eq!(sent.header(hop), None, "{hop}");
+    }
+}
+
 // ---- failure modes below HTTP ------------------------------------------------------
 
 #[tokio::test]
