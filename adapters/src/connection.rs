@@ -5,7 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::transport::{self, HttpClient, PoolSettings};
+use crate::pool::{Pool, PoolSettings};
+use crate::transport::HttpClient;
 
 /// How an HTTP provider talks to its server: timeouts, the connection pool
 /// and the protocol. Embedded as `connection` in
@@ -95,7 +96,7 @@ impl ConnectionSettings {
 
     /// The provider's pooled client. Needs no runtime; sends do.
     pub(crate) fn build_client(&self) -> HttpClient {
-        transport::build_client(PoolSettings {
+        Pool::new(PoolSettings {
             connect_timeout: self.connect_timeout,
             pool_max_idle_per_host: self.pool_max_idle_per_host,
             pool_idle_timeout: self.pool_idle_timeout,

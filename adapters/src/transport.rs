@@ -19,14 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::SendError;
 use crate::pool::{Failure, Pool};
 
-pub(crate) type HttpClient = Pool;
-pub(crate) use crate::pool::PoolSettings;
-
 /// One pooled client for all sends of one provider. No per-host connection
 /// cap here: the engine bounds each provider's in-flight sends.
-pub(crate) fn build_client(pool: PoolSettings) -> HttpClient {
-    Pool::new(pool)
-}
+pub(crate) type HttpClient = Pool;
 
 /// A complete answer: the provider processed the request far enough to send a
 /// status line.

@@ -48,15 +48,14 @@ pub fn validate(digits: &str) -> Result<(), Invalid> {
         let Ok(code) = digits[..len].parse::<u16>() else {
             break;
         };
-        if table.country(code).is_some_and(|c| c.exists) {
-            found = Some((code, &digits[len..]));
+        if let Some(country) = table.country(code).filter(|c| c.exists) {
+            found = Some((country, &digits[len..]));
             break;
         }
     }
-    let Some((code, national)) = found else {
+    let Some((country, national)) = found else {
         return Err(Invalid::CountryCode);
     };
-    let country = table.country(code).ok_or(Invalid::CountryCode)?;
 
     // parser::parse_with: find the region, strip its national prefix.
     let mut national: Cow<'_, str> = Cow::Borrowed(national);
@@ -231,17 +230,16 @@ impl Region {
             }
             return national.clone();
         };
-        let Some(m) = parsing.find(national) else {
-            return national.clone();
-        };
-        if m.start() != 0 {
-            return national.clone();
-        }
-        let end = m.end();
-        let viable = c.general.is_match(national);
+        // One search: the captures' whole match is what `find` returns.
         let Some(caps) = parsing.captures(national) else {
             return national.clone();
         };
+        let whole = caps.get(0).map_or(0..0, |m| m.range());
+        if whole.start != 0 {
+            return national.clone();
+        }
+        let end = whole.end;
+        let viable = c.general.is_match(national);
         let last = caps.get(caps.len() - 1);
         match self.meta.national_prefix_transform_rule() {
             Some(transform) if last.is_some() => {

@@ -1,9 +1,10 @@
 //! Outcomes (DESIGN §3): each state change of a message is recorded in one
 //! atomic Redis transaction together with the acknowledgement of its queue
 //! entry — the message's state hash, its `herald:events` entry, its decision
-//! trail, the `XACK` (and the trim of the stream's acknowledged head). Because they commit together, a crash
-//! leaves either all of them or none: a redelivered entry whose decision was
-//! recorded is only acknowledged, never decided (or sent) twice.
+//! trail, the `XACK` (and the trim of the stream's acknowledged head).
+//! Because they commit together, a crash leaves either all of them or none:
+//! a redelivered entry whose decision was recorded is only acknowledged,
+//! never decided (or sent) twice.
 //!
 //! Outcomes are written in batches by one writer task per shard, so the
 //! per-message path never makes its own Redis round trip.

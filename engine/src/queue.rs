@@ -418,12 +418,11 @@ pub fn parse_claim(
     ours: StreamId,
     intent: Intent,
 ) -> Option<(Claim, Option<FollowUp>)> {
-    let [created, state_set, _expire] = replies else {
+    let [_, state_set, _expire] = replies else {
         return None;
     };
-    let created = matches!(created, Value::Int(1));
     let state_set = matches!(state_set, Value::Int(1));
-    if created {
+    if claim_created(replies) {
         return Some(decide_claim(
             true, state_set, None, None, None, ours, intent,
         ));

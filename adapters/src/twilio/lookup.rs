@@ -37,7 +37,8 @@ use serde::Deserialize;
 use super::TwilioConfigError;
 use super::TwilioSettings;
 use crate::SendError;
-use crate::transport::{self, HttpClient, PoolSettings};
+use crate::pool::{Pool, PoolSettings};
+use crate::transport::{self, HttpClient};
 
 // ---------------------------------------------------------------------------
 // Settings
@@ -273,7 +274,7 @@ impl TwilioLookup {
         authorization.set_sensitive(true);
         Ok(TwilioLookup {
             inner: Arc::new(Inner {
-                client: transport::build_client(PoolSettings {
+                client: Pool::new(PoolSettings {
                     connect_timeout: settings.connect_timeout,
                     pool_max_idle_per_host: settings.pool_max_idle_per_host,
                     pool_idle_timeout: settings.pool_idle_timeout,

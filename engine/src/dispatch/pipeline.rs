@@ -701,15 +701,18 @@ async fn claim_all(
         let (claim, next) = match queue::parse_claim(replies, found.as_ref(), p.entry, p.intent) {
             Some(decided) => decided,
             None => {
-                // An unexpected reply to a claim (not an integer): leave the
-                // entry pending rather than guess; XAUTOCLAIM retries it.
+                // Cannot happen with the replies `retrying` accepted (the
+                // count, and a read-back for every hash not created); if it
+                // does, leave the entries pending rather than guess:
+                // XAUTOCLAIM retries them.
                 telemetry::redis_error("claim");
                 tracing::warn!(entry = %p.entry, "unexpected claim reply; left pending");
                 return None;
             }
         };
         if let Some(f) = next {
-            f.add_to(&mut follow, &keys::message(&p.msg.tenant, &p.msg.id));
+            keys::message_into(&mut key, &p.msg.tenant, &p.msg.id);
+            f.add_to(&mut follow, &key);
         }
         claims.push((claim, found.and_then(|f| f.pin)));
     }

@@ -53,8 +53,7 @@ pub struct Fired {
     pub citation: Arc<str>,
     pub effect: Effect,
     /// What it found, for a human (`closed in America/Chicago until 08:00`).
-    /// Static when it can be: an allowed message's report is built and
-    /// dropped per message.
+    /// Static when it can be, so the common details cost no allocation.
     pub detail: std::borrow::Cow<'static, str>,
 }
 
@@ -396,7 +395,7 @@ impl Policy {
         let tz = input.recipient_tz.and_then(Zone::by_name);
         let st = input.recipient_state.and_then(|s| s.parse().ok());
         let cands = zones::candidates(input.to, tz, st);
-        let verdict = match quiet_hours::evaluate_with(
+        let verdict = match quiet_hours::evaluate(
             &self.rules,
             &tp.windows,
             input.category,

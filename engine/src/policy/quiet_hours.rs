@@ -95,29 +95,11 @@ impl QuietVerdict {
 /// stronger. With no candidate zone at all (an unknown non-NANP number and no
 /// address), every NANP zone is used: the number could ring anywhere, and the
 /// conservative reading of Reg F comment 6(b)(1)(i)-2 is to honour them all.
+///
+/// The rule reports (`fired`, each a formatted detail) are built only when
+/// `explain`: the dispatch path drops them for every message it sends, and
+/// asks again with reports for the few it holds.
 pub fn evaluate(
-    rules: &Rules,
-    tenant_windows: &[WindowRule],
-    category: Category,
-    candidates: &Candidates,
-    consent: Option<ConsentKind>,
-    at: Timestamp,
-) -> QuietVerdict {
-    evaluate_with(
-        rules,
-        tenant_windows,
-        category,
-        candidates,
-        consent,
-        at,
-        true,
-    )
-}
-
-/// [`evaluate`], with the rule reports (`fired`, each a formatted detail)
-/// only when `explain`: the dispatch path drops them for every message it
-/// sends, and asks again with reports for the few it holds.
-pub fn evaluate_with(
     rules: &Rules,
     tenant_windows: &[WindowRule],
     category: Category,

@@ -186,7 +186,7 @@ pub async fn last_event_id(conn: &mut MultiplexedConnection) -> redis::RedisResu
 /// in the stream (without blocking), so nothing written before the stop is
 /// left uncounted.
 pub async fn follow(
-    mut conn: MultiplexedConnection,
+    conn: MultiplexedConnection,
     info: redis::ConnectionInfo,
     from: String,
     run_id_prefix: String,
@@ -199,51 +199,77 @@ pub async fn follow(
     let mut last_id = from;
     let mut stopping = false;
     // Plain TCP: the cheap reader (`resp.rs`); otherwise the redis crate.
-    if let Some(mut reader) = super::resp::EventReader::connect(&info).await? {
-        while outcomes.decided < messages {
-            if !stopping && *stop.borrow_and_update() {
-                stopping = true;
-            }
-            let block = (!stopping).then_some(BLOCK_MS);
-            let mut newest: Option<Vec<u8>> = None;
-            let read = reader
-                .xread(block, READ_COUNT, EVENTS_STREAM, &last_id, |e| {
-                    apply_fields(e.fields.iter().copied(), &prefix, &mut outcomes);
-                    newest = Some(e.id.to_vec());
-                })
-                .await?;
-            if let Some(id) = newest {
-                last_id.clear();
-                last_id.push_str(&String::from_utf8_lossy(&id));
-            }
-            progress.set_position(outcomes.decided);
-            if stopping && read == 0 {
-                break;
-            }
-        }
-        return Ok(outcomes);
-    }
+    let mut events = match super::resp::EventReader::connect(&info).await? {
+        Some(reader) => Events::Resp(reader, Vec::new()),
+        None => Events::Crate(conn),
+    };
     while outcomes.decided < messages {
         if !stopping && *stop.borrow_and_update() {
             stopping = true;
         }
-        let mut cmd = redis::cmd("XREAD");
-        if !stopping {
-            cmd.arg("BLOCK").arg(BLOCK_MS);
-        }
-        cmd.arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("STREAMS")
-            .arg(EVENTS_STREAM)
-            .arg(&last_id);
-        let reply: Value = cmd.query_async(&mut conn).await?;
-        let read = apply_reply(reply, &prefix, &mut outcomes, &mut last_id);
+        let read = events
+            .read(!stopping, &mut last_id, &prefix, &mut outcomes)
+            .await?;
         progress.set_position(outcomes.decided);
         if stopping && read == 0 {
             break;
         }
     }
     Ok(outcomes)
+}
+
+/// Where the events are read from.
+enum Events {
+    /// A plain RESP2 connection whose replies are parsed in place, with the
+    /// id of the newest entry read (kept between reads, not reallocated).
+    Resp(super::resp::EventReader, Vec<u8>),
+    /// The redis crate, for TLS and unix-socket URLs.
+    Crate(MultiplexedConnection),
+}
+
+impl Events {
+    /// One `XREAD` after `last_id` (blocking up to `BLOCK_MS` when `block`),
+    /// applied to `outcomes`; moves `last_id` past what it read and returns
+    /// how many entries that was.
+    async fn read(
+        &mut self,
+        block: bool,
+        last_id: &mut String,
+        prefix: &[u8],
+        outcomes: &mut Outcomes,
+    ) -> redis::RedisResult<usize> {
+        match self {
+            Events::Resp(reader, newest) => {
+                newest.clear();
+                let block = block.then_some(BLOCK_MS);
+                let read = reader
+                    .xread(block, READ_COUNT, EVENTS_STREAM, last_id, |e| {
+                        apply_fields(e.fields.iter().copied(), prefix, outcomes);
+                        newest.clear();
+                        newest.extend_from_slice(e.id);
+                    })
+                    .await?;
+                if !newest.is_empty() {
+                    last_id.clear();
+                    last_id.push_str(&String::from_utf8_lossy(newest));
+                }
+                Ok(read)
+            }
+            Events::Crate(conn) => {
+                let mut cmd = redis::cmd("XREAD");
+                if block {
+                    cmd.arg("BLOCK").arg(BLOCK_MS);
+                }
+                cmd.arg("COUNT")
+                    .arg(READ_COUNT)
+                    .arg("STREAMS")
+                    .arg(EVENTS_STREAM)
+                    .arg(&*last_id);
+                let reply: Value = cmd.query_async(conn).await?;
+                Ok(apply_reply(reply, prefix, outcomes, last_id))
+            }
+        }
+    }
 }
 
 /// Applies an `XREAD` reply (RESP2 array or RESP3 map) and moves `last_id`

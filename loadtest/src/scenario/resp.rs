@@ -22,10 +22,10 @@ pub struct EventReader {
     out: Vec<u8>,
 }
 
-/// One stream entry: its id and its flat field/value list.
-pub struct Entry<'a> {
+/// One stream entry: its id and its field/value pairs.
+pub struct Entry<'a, 'f> {
     pub id: &'a [u8],
-    pub fields: Vec<(&'a [u8], &'a [u8])>,
+    pub fields: &'f [(&'a [u8], &'a [u8])],
 }
 
 impl EventReader {
@@ -109,7 +109,7 @@ impl EventReader {
         count: usize,
         stream: &str,
         last_id: &str,
-        mut each: impl FnMut(Entry<'_>),
+        mut each: impl FnMut(Entry<'_, '_>),
     ) -> io::Result<usize> {
         let count = count.to_string();
         let block = block_ms.map(|b| b.to_string());
@@ -214,7 +214,9 @@ fn array(buf: &[u8], pos: usize) -> Result<(i64, usize), &'static str> {
 
 /// Walk a complete RESP2 `XREAD` reply: nil (the block timed out) or
 /// `[[stream, [[id, [field, value, …]], …]], …]`.
-fn walk_xread(buf: &[u8], mut each: impl FnMut(Entry<'_>)) -> Result<(), &'static str> {
+fn walk_xread(buf: &[u8], mut each: impl FnMut(Entry<'_, '_>)) -> Result<(), &'static str> {
+    // One list for every entry's pairs: no allocation per event.
+    let mut fields = Vec::new();
     let (streams, mut at) = array(buf, 0)?;
     for _ in 0..streams.max(0) {
         let (two, next) = array(buf, at)?;
@@ -230,14 +232,17 @@ fn walk_xread(buf: &[u8], mut each: impl FnMut(Entry<'_>)) -> Result<(), &'stati
             }
             let (id, n) = bulk(buf, n)?;
             let (count, mut n) = array(buf, n)?;
-            let mut fields = Vec::with_capacity(count.max(0) as usize / 2);
+            fields.clear();
             for _ in 0..count.max(0) / 2 {
                 let (k, m) = bulk(buf, n)?;
                 let (v, m) = bulk(buf, m)?;
                 fields.push((k, v));
                 n = m;
             }
-            each(Entry { id, fields });
+            each(Entry {
+                id,
+                fields: &fields,
+            });
             next = n;
         }
         at = next;

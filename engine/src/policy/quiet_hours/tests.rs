@@ -3,6 +3,26 @@ use crate::policy::zones::{StateCode, candidates};
 use proptest::prelude::*;
 use std::sync::LazyLock;
 
+/// [`evaluate`] with its rule reports, as `/v1/policy/evaluate` asks.
+fn explained(
+    rules: &Rules,
+    tenant_windows: &[WindowRule],
+    category: Category,
+    candidates: &Candidates,
+    consent: Option<ConsentKind>,
+    at: Timestamp,
+) -> QuietVerdict {
+    evaluate(
+        rules,
+        tenant_windows,
+        category,
+        candidates,
+        consent,
+        at,
+        true,
+    )
+}
+
 static RULES: LazyLock<Rules> = LazyLock::new(Rules::shipped);
 
 fn ts(s: &str) -> Timestamp {
@@ -62,7 +82,7 @@ fn row(why: &'static str, number: u64, category: Category, at: &'static str, wan
 fn check(rows: &[Row], tenant_windows: &[WindowRule]) {
     for r in rows {
         let c = candidates(r.number, r.tz.map(z), r.state.map(st));
-        let v = evaluate(&RULES, tenant_windows, r.category, &c, r.consent, ts(r.at));
+        let v = explained(&RULES, tenant_windows, r.category, &c, r.consent, ts(r.at));
         let ok = match (r.want, &v) {
             (Want::Open, QuietVerdict::Open { .. }) => true,
             (Want::Until(t), QuietVerdict::Closed { opens_at, .. }) => *opens_at == ts(t),
@@ -131,7 +151,7 @@ fn toll_free_and_unknown_numbers_use_every_nanp_zone() {
     // (UTC−2:30 in summer): 08–21 everywhere is 22:00–23:30Z.
     for number in [18005550123u64, 18885550123, 999123456789] {
         let c = candidates(number, None, None);
-        let v = evaluate(&RULES, &[], C, &c, None, ts("2026-03-10T12:00:00Z"));
+        let v = explained(&RULES, &[], C, &c, None, ts("2026-03-10T12:00:00Z"));
         assert_eq!(
             (v.is_open(), &v),
             (
@@ -158,7 +178,7 @@ fn cfpb_example_eastern_number_pacific_address() {
     // collections only 11:00–21:00 Eastern.
     let c = candidates(12125550123, Some(z("America/Los_Angeles")), Some(st("CA")));
     let at = ts("2026-03-10T10:30:00-04:00");
-    let v = evaluate(&RULES, &[], C, &c, None, at);
+    let v = explained(&RULES, &[], C, &c, None, at);
     assert_eq!(
         v,
         QuietVerdict::Closed {
@@ -173,7 +193,7 @@ fn cfpb_example_eastern_number_pacific_address() {
         }
     );
     // At 11:00 Eastern it is open, and closes at 21:00 Eastern.
-    let v = evaluate(&RULES, &[], C, &c, None, ts("2026-03-10T11:00:00-04:00"));
+    let v = explained(&RULES, &[], C, &c, None, ts("2026-03-10T11:00:00-04:00"));
     assert!(
         matches!(v, QuietVerdict::Open { closes_at, .. } if closes_at == ts("2026-03-10T21:00:00-04:00")),
         "{v:?}"
@@ -238,7 +258,7 @@ fn guam_is_on_another_calendar_day() {
     // zone's own date. Sat 17:00 CST is Sun 09:00 in Guam → closed; the first
     // instant open everywhere is Mon 17:00 CDT = Tue 08:00 ChST.
     let c = candidates(16715550123, None, Some(st("AL")));
-    let v = evaluate(&RULES, &[], M, &c, None, ts("2026-03-07T23:00:00Z"));
+    let v = explained(&RULES, &[], M, &c, None, ts("2026-03-07T23:00:00Z"));
     let QuietVerdict::Closed {
         opens_at, fired, ..
     } = &v
@@ -275,7 +295,7 @@ fn tenant_windows_gaps_folds_and_never() {
         ],
         &w,
     );
-    let v = evaluate(&RULES, &w, T, &candidates(12125550123, None, None), None, ts("2026-03-08T01:00:00-05:00"));
+    let v = explained(&RULES, &w, T, &candidates(12125550123, None, None), None, ts("2026-03-08T01:00:00-05:00"));
     assert!(matches!(v, QuietVerdict::Closed { closes_at, .. } if closes_at == ts("2026-03-08T03:30:00-04:00")), "{v:?}");
 
     let w = tenant(
@@ -297,7 +317,7 @@ fn tenant_windows_gaps_folds_and_never() {
         "[[windows]]\nid = \"t-night\"\ncategories = [\"collections\"]\nstart = \"22:00\"\nend = \"23:00\"\ncitation = \"tenant\"",
     );
     check(&[row("tenant 22–23 vs FDCPA 08–21: never", 12125550123, C, "2026-03-10T12:00:00Z", Never)], &w);
-    let v = evaluate(&RULES, &w, C, &candidates(12125550123, None, None), None, ts("2026-03-10T12:00:00Z"));
+    let v = explained(&RULES, &w, C, &candidates(12125550123, None, None), None, ts("2026-03-10T12:00:00Z"));
     let effects: Vec<(&str, Effect)> = v.fired().iter().map(|f| (&*f.rule, f.effect)).collect();
     assert_eq!(effects, [("fdcpa-convenient-hours", Effect::Allow), ("t-night", Effect::Defer)]);
 }
@@ -306,7 +326,7 @@ fn tenant_windows_gaps_folds_and_never() {
 fn fired_reports_each_rule() {
     // TX marketing on a Sunday morning: TCPA open, TX closed until noon.
     let c = candidates(12145550123, None, None);
-    let v = evaluate(&RULES, &[], M, &c, None, ts("2026-03-15T11:30:00-05:00"));
+    let v = explained(&RULES, &[], M, &c, None, ts("2026-03-15T11:30:00-05:00"));
     let got: Vec<(&str, Effect, &str)> = v
         .fired()
         .iter()
@@ -329,7 +349,7 @@ fn fired_reports_each_rule() {
     );
     // UT with consent: the day rule is reported as waived.
     let c = candidates(18015550123, None, None);
-    let v = evaluate(
+    let v = explained(
         &RULES,
         &[],
         M,
@@ -477,10 +497,10 @@ proptest! {
         let consent = consent.map(|w| if w { ConsentKind::ExpressWritten } else { ConsentKind::Express });
         let c = candidates(number, tz.map(|i| z(ZONES[i])), state.map(|i| st(STATES[i])));
         let at = Timestamp::from_second(at).unwrap();
-        let v = evaluate(&RULES, &tenant_windows, category, &c, consent, at);
+        let v = explained(&RULES, &tenant_windows, category, &c, consent, at);
         // Without reports (the dispatch path) the decision is the same, and
         // no report is built.
-        let quiet = evaluate_with(&RULES, &tenant_windows, category, &c, consent, at, false);
+        let quiet = evaluate(&RULES, &tenant_windows, category, &c, consent, at, false);
         prop_assert!(quiet.fired().is_empty());
         let strip = |v: &QuietVerdict| match v {
             QuietVerdict::Open { closes_at, .. } => (0, *closes_at, *closes_at),
@@ -496,7 +516,7 @@ proptest! {
             }
             QuietVerdict::Closed { opens_at, closes_at, .. } => {
                 // (a) open at opens_at, per evaluate and per the reference;
-                prop_assert!(evaluate(&RULES, &tenant_windows, category, &c, consent, opens_at).is_open());
+                prop_assert!(explained(&RULES, &tenant_windows, category, &c, consent, opens_at).is_open());
                 prop_assert!(reference(opens_at));
                 prop_assert!(closes_at > opens_at);
                 // (b) and at no minute before it.
@@ -533,7 +553,7 @@ fn evaluate_cost() {
         let at = at
             .checked_add(SignedDuration::from_secs(i64::from(i)))
             .unwrap();
-        open += usize::from(evaluate(&RULES, &[], M, &c, None, at).is_open());
+        open += usize::from(explained(&RULES, &[], M, &c, None, at).is_open());
     }
     println!("evaluate: {:?} per call ({open} open)", t.elapsed() / n);
 }
