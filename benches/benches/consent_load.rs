@@ -16,11 +16,11 @@
 
 use std::time::Instant;
 
+use herald_engine::consent::ConsentKind;
 use herald_engine::consent::ConsentLedger;
 use herald_engine::consent::ledger::{encode_letters, state_key};
 use herald_engine::consent::replica::{NumberState, PurposeState};
 use herald_engine::model::Category;
-use herald_engine::policy::ConsentKind;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 

@@ -310,7 +310,7 @@ pub struct TenantSection {
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
 #[serde(deny_unknown_fields)]
 pub struct PurposeSection {
-    pub requires: Option<crate::policy::ConsentKind>,
+    pub requires: Option<crate::consent::ConsentKind>,
     pub unknown: Option<crate::policy::UnknownNumber>,
 }
 

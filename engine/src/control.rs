@@ -18,10 +18,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::clock::now_ms;
 use crate::dispatch::Dispatcher;
 use crate::keys;
 use crate::model::valid_tenant;
-use crate::outcome::now_ms;
 use crate::queue::Conn;
 use crate::tenants;
 
@@ -80,7 +80,7 @@ impl Control for ControlService {
             .into_iter()
             .enumerate()
             .map(|(p, reply)| {
-                let (lag, pending) = crate::server::group_lag(reply).unwrap_or((-1, 0));
+                let (lag, pending) = crate::queue::group_lag(reply).unwrap_or((-1, 0));
                 PartitionStats {
                     partition: p as u32,
                     stream: keys::queue(p as u16),
@@ -172,9 +172,9 @@ impl Control for ControlService {
         &self,
         req: Request<SetConsentRequest>,
     ) -> Result<Response<SetConsentResponse>, Status> {
-        use crate::consent::ledger::{Change, Only, PURPOSES};
+        use crate::consent::ConsentKind;
+        use crate::consent::ledger::{Change, Only};
         use crate::consent::replica::PurposeState;
-        use crate::policy::ConsentKind;
         let req = req.into_inner();
         tenant_arg(&req.tenant)?;
         let number = number_arg(&req.number)?;
@@ -208,12 +208,12 @@ impl Control for ControlService {
             ));
         }
         let purposes: Vec<crate::model::Category> = if req.purposes.is_empty() {
-            PURPOSES.to_vec()
+            crate::model::Category::ALL.to_vec()
         } else {
             let mut v = Vec::with_capacity(req.purposes.len());
             for p in &req.purposes {
-                match PURPOSES.iter().find(|c| c.as_str() == p) {
-                    Some(c) => v.push(*c),
+                match crate::model::Category::from_name(p) {
+                    Some(c) => v.push(c),
                     None => {
                         return Err(Status::invalid_argument(format!(
                             "purpose `{p}`: transactional, collections or marketing"
@@ -291,7 +291,7 @@ impl Control for ControlService {
             loop {
                 let page: redis::RedisResult<redis::streams::StreamRangeReply> =
                     redis::cmd("XRANGE")
-                        .arg(crate::consent::ledger::AUDIT)
+                        .arg(crate::keys::CONSENT_AUDIT)
                         .arg(&start)
                         .arg(&end)
                         .arg("COUNT")
@@ -463,7 +463,7 @@ async fn consent_now(
     tenant: &str,
     number: u64,
 ) -> Result<Vec<PurposeConsent>, Status> {
-    use crate::consent::ledger::{ConsentLedger, PURPOSES, decode_letters, state_key, state_name};
+    use crate::consent::ledger::{ConsentLedger, decode_letters, state_key, state_name};
     let letters: Option<String> = redis::cmd("HGET")
         .arg(state_key(tenant))
         .arg(number)
@@ -477,7 +477,7 @@ async fn consent_now(
     let detail = ConsentLedger::detail(conn, tenant, number)
         .await
         .map_err(unavailable)?;
-    Ok(PURPOSES
+    Ok(crate::model::Category::ALL
         .iter()
         .map(|p| {
             let s = st.get(*p);

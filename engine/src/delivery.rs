@@ -18,17 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::keys;
 use crate::queue::Conn;
 
-const PID_PREFIX: &str = "herald:pid:";
-/// Receipts whose message is not known yet, scored by arrival (ms).
-pub const ORPHANS: &str = "herald:receipts:orphans";
-const ORPHAN_PREFIX: &str = "herald:receipt:";
 /// How long an orphan receipt waits for its message.
 const ORPHAN_TTL_MS: i64 = 3_600_000;
-
-/// The mapping key of a provider's message id.
-pub fn pid_key(provider: &str, provider_id: &str) -> String {
-    format!("{PID_PREFIX}{provider}:{provider_id}")
-}
 
 /// What a receipt says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,12 +113,12 @@ impl Receipts {
         reason: &str,
         ts_ms: i64,
     ) -> redis::RedisResult<String> {
-        let orphan = format!("{ORPHAN_PREFIX}{provider}:{provider_id}");
+        let orphan = keys::orphan_receipt(provider, provider_id);
         let r: String = self
             .script
-            .key(pid_key(provider, provider_id))
+            .key(keys::provider_id(provider, provider_id))
             .key(keys::EVENTS)
-            .key(ORPHANS)
+            .key(keys::RECEIPT_ORPHANS)
             .key(&orphan)
             .arg(receipt.as_str())
             .arg(reason)
@@ -159,15 +150,15 @@ impl Receipts {
     }
 
     async fn retry_orphans(&self, conn: &mut Conn) -> redis::RedisResult<()> {
-        let now = crate::outcome::now_ms();
+        let now = crate::clock::now_ms();
         let _: () = redis::cmd("ZREMRANGEBYSCORE")
-            .arg(ORPHANS)
+            .arg(keys::RECEIPT_ORPHANS)
             .arg("-inf")
             .arg(now - ORPHAN_TTL_MS)
             .query_async(conn)
             .await?;
         let keys: Vec<String> = redis::cmd("ZRANGE")
-            .arg(ORPHANS)
+            .arg(keys::RECEIPT_ORPHANS)
             .arg(0)
             .arg(99)
             .query_async(conn)
@@ -182,7 +173,7 @@ impl Receipts {
                 fields.get("ts").and_then(|t| t.parse::<i64>().ok()),
             ) else {
                 let _: () = redis::cmd("ZREM")
-                    .arg(ORPHANS)
+                    .arg(keys::RECEIPT_ORPHANS)
                     .arg(&k)
                     .query_async(conn)
                     .await?;

@@ -247,7 +247,7 @@ struct EvaluateRequest {
     #[serde(default)]
     at: Option<String>,
     #[serde(default)]
-    consent: Option<crate::policy::ConsentKind>,
+    consent: Option<crate::consent::ConsentKind>,
     #[serde(default)]
     debt_id: Option<String>,
 }
@@ -355,7 +355,7 @@ async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -> Response<
             }
             crate::policy::Verdict::Allow => {
                 let caps = crate::policy::caps::keys(&eval.caps, to, r.debt_id.as_deref());
-                let member = crate::policy::caps::member(tenant, "\u{0}evaluate");
+                let member = keys::member(tenant, "\u{0}evaluate");
                 let free_at = match crate::policy::caps::check(
                     &mut conn,
                     &state.cap_script,
@@ -414,7 +414,7 @@ async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -> Response<
 
 fn consent_json(st: crate::consent::replica::NumberState) -> Value {
     let mut m = serde_json::Map::new();
-    for p in crate::consent::ledger::PURPOSES {
+    for p in model::Category::ALL {
         let s = st.get(p);
         let mut v = json!({"state": crate::consent::ledger::state_name(s)});
         if let crate::consent::replica::PurposeState::Granted(k) = s {

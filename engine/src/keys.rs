@@ -1,34 +1,155 @@
-//! Redis key and stream names. The stream names and the consumer group are a
-//! contract (DESIGN §2, §3): tools outside this repository use them verbatim.
+//! Every Redis key Herald reads or writes, what it holds and who writes it,
+//! and the layout of the message hash. Nothing else in the crate spells a
+//! `herald:` key. The queue streams, `herald:events`, `herald:dlq` and the
+//! consumer group are a contract (docs/contracts.md#ingest,
+//! docs/contracts.md#outcomes): tools outside this repository use them
+//! verbatim.
+//!
+//! | key | type | holds | written by |
+//! |---|---|---|---|
+//! | `herald:q:{n}` | stream | queued messages, field `msg` | producers, `POST /v1/messages`, the delayed mover |
+//! | `herald:events` | stream | one entry per state change | the outcome writer, receipts |
+//! | `herald:dlq` | stream | rejected entries, whole | the outcome writer |
+//! | `herald:delayed` | sorted set | `tenant:id` scored by due time (ms) | the outcome writer; emptied by the mover |
+//! | `herald:msg:<tenant>:<id>` | hash | the message record ([`msg`]) | the claim, the outcome writer, the mover, receipts |
+//! | `herald:trail:<tenant>:<id>` | list | JSON decision steps before the latest | the outcome writer, receipts |
+//! | `herald:pid:<provider>:<provider id>` | string | `tenant\nid` of a sent message | the outcome writer |
+//! | `herald:receipts:orphans` | sorted set | receipts waiting for their message | receipts |
+//! | `herald:receipt:<provider>:<provider id>` | hash | one orphan receipt | receipts |
+//! | `herald:consent:state:<tenant>` | hash | number → three state letters | the consent ledger |
+//! | `herald:consent:detail:<tenant>:<number>` | hash | purpose → JSON evidence | the consent ledger |
+//! | `herald:consent:audit` | stream | every consent change (append-only) | the consent ledger |
+//! | `herald:cap:{<number>}:<rule>[:<debt>]` | sorted set | texts counted by a frequency cap | the cap script, the outcome writer |
+//! | `herald:paused` | hash | tenant → JSON pause | the control service |
+//! | `herald:throttles` | hash | lane → JSON live limit | the control service |
+//! | `herald:throttle:{<carrier>}` | string | a fleet lane's GCRA state | fleet lanes |
+//! | `herald:carrier:{<number>}` | string | a carrier lookup's answer | carrier lookups |
+//! | `herald:inbound` | stream | replies that are not keywords | the inbound webhook |
+//!
+//! Tenants cannot contain `:` (validated at ingest), so keys that embed a
+//! tenant and an id are unambiguous. Braces are Redis Cluster hash tags.
 
 /// Consumer group every Herald instance reads the queue with.
 pub const GROUP: &str = "herald";
-/// Outcome events, one entry per state change (DESIGN §3).
+/// Outcome events, one entry per state change.
 pub const EVENTS: &str = "herald:events";
-/// Entries that could not be decoded, whole, with the reason.
+/// Rejected entries, whole, with the reason.
 pub const DLQ: &str = "herald:dlq";
-/// Deferred messages, scored by due time (ms epoch).
+/// Deferred messages (member `tenant:id`), scored by due time (ms epoch).
 pub const DELAYED: &str = "herald:delayed";
-/// Prefix of a message's state hash: `herald:msg:<tenant>:<id>`. Tenants
-/// cannot contain `:` (validated at ingest), so the key is unambiguous.
+/// Prefix of the queue streams: `herald:q:{` + partition + `}`.
+pub const QUEUE_PREFIX: &str = "herald:q:{";
+/// Prefix of a message's record hash: `herald:msg:<tenant>:<id>`.
 pub const MSG_PREFIX: &str = "herald:msg:";
 /// Prefix of a message's decision trail list.
 pub const TRAIL_PREFIX: &str = "herald:trail:";
+/// Replies that are not keywords (and ambiguous ones, for review).
+pub const INBOUND: &str = "herald:inbound";
+/// Paused tenants: tenant → JSON `{reason, paused_at_ms}`.
+pub const PAUSED: &str = "herald:paused";
+/// Live throttle limits: lane (`carrier:att`, `sender:+1…`) → JSON.
+pub const THROTTLES: &str = "herald:throttles";
+/// The consent audit stream (append-only) and change feed.
+pub const CONSENT_AUDIT: &str = "herald:consent:audit";
+/// Prefix of a tenant's consent state hash.
+pub const CONSENT_STATE_PREFIX: &str = "herald:consent:state:";
+/// Receipts whose message is not known yet, scored by arrival (ms).
+pub const RECEIPT_ORPHANS: &str = "herald:receipts:orphans";
+
+const CONSENT_DETAIL_PREFIX: &str = "herald:consent:detail:";
+const PID_PREFIX: &str = "herald:pid:";
+const RECEIPT_PREFIX: &str = "herald:receipt:";
+const CAP_PREFIX: &str = "herald:cap:{";
+const FLEET_LANE_PREFIX: &str = "herald:throttle:{";
+const CARRIER_PREFIX: &str = "herald:carrier:{";
+
+/// The message record `herald:msg:<tenant>:<id>`: its fields and the
+/// values of `state`. Who writes what:
+///
+/// - the claim (`ingest::claim`) creates it with `entry` and `state`
+///   (`sending` or `holding`) before any request leaves, and sets
+///   `attempt` on a redelivery or release;
+/// - the outcome writer (`delivery::writer`) records each decision:
+///   `state` (a status), `ts`, `attempt`, `reason`, `provider`,
+///   `provider_id`, `segments`, `pin`; for a deferral also `msg`, `part`
+///   and `until`;
+/// - the delayed mover (`ingest::delayed`, Lua) re-queues `msg` into
+///   partition `part`, sets `entry` to the new stream entry and `state` to
+///   `queued`, and deletes `msg` and `part`;
+/// - receipts (`delivery::receipts`, Lua) set `receipt`, `receipt_ts`,
+///   `state` and `reason`.
+///
+/// `GET /v1/messages/{tenant}/{id}` reads it (`delivery::record`).
+pub mod msg {
+    /// The stream entry that first carried this tenant + id (`<ms>-<seq>`).
+    pub const ENTRY: &str = "entry";
+    /// Where the message is: [`SENDING`], [`HOLDING`], [`QUEUED`] or a status.
+    pub const STATE: &str = "state";
+    /// Attempts recorded so far.
+    pub const ATTEMPT: &str = "attempt";
+    /// The provider an ambiguous send went to: its re-send goes nowhere else.
+    pub const PIN: &str = "pin";
+    /// A deferred message's original entry bytes, until it is re-queued.
+    pub const RAW: &str = "msg";
+    /// A deferred message's partition, until it is re-queued.
+    pub const PART: &str = "part";
+    /// A deferral's due time (ms).
+    pub const UNTIL: &str = "until";
+    /// When the latest decision was recorded (ms).
+    pub const TS: &str = "ts";
+    pub const REASON: &str = "reason";
+    pub const PROVIDER: &str = "provider";
+    pub const PROVIDER_ID: &str = "provider_id";
+    pub const SEGMENTS: &str = "segments";
+    /// The first delivery receipt (`delivered` / `undelivered`).
+    pub const RECEIPT: &str = "receipt";
+    pub const RECEIPT_TS: &str = "receipt_ts";
+
+    /// Claimed for a send: a request may be on its way.
+    pub const SENDING: &str = "sending";
+    /// Claimed to be held (deferred or expired): nothing is sent.
+    pub const HOLDING: &str = "holding";
+    /// Re-queued by the delayed mover.
+    pub const QUEUED: &str = "queued";
+
+    /// Every field, for the test that the Lua scripts write no other.
+    pub const FIELDS: [&str; 14] = [
+        ENTRY,
+        STATE,
+        ATTEMPT,
+        PIN,
+        RAW,
+        PART,
+        UNTIL,
+        TS,
+        REASON,
+        PROVIDER,
+        PROVIDER_ID,
+        SEGMENTS,
+        RECEIPT,
+        RECEIPT_TS,
+    ];
+
+    /// The states a message holds before it is decided.
+    pub fn undecided(state: &str) -> bool {
+        matches!(state, "" | SENDING | HOLDING | QUEUED)
+    }
+}
 
 /// `herald:q:{n}` — the braces are literal (a Redis Cluster hash tag).
 pub fn queue(partition: u16) -> String {
-    format!("herald:q:{{{partition}}}")
+    format!("{QUEUE_PREFIX}{partition}}}")
 }
 
-/// Message state hash key.
+/// Message record key.
 pub fn message(tenant: &str, id: &str) -> String {
     let mut k = String::with_capacity(MSG_PREFIX.len() + tenant.len() + id.len() + 1);
     message_into(&mut k, tenant, id);
     k
 }
 
-/// Write the message state hash key into `buf` (cleared first): the hot
-/// path reuses one buffer per batch, since a command copies its arguments.
+/// Write the message record key into `buf` (cleared first): the hot path
+/// reuses one buffer per batch, since a command copies its arguments.
 pub fn message_into(buf: &mut String, tenant: &str, id: &str) {
     buf.clear();
     buf.push_str(MSG_PREFIX);
@@ -47,9 +168,62 @@ pub fn trail(tenant: &str, id: &str) -> String {
     k
 }
 
+/// A message as a member of the delayed set and of frequency caps:
+/// `tenant:id`.
+pub fn member(tenant: &str, id: &str) -> String {
+    let mut m = String::with_capacity(tenant.len() + id.len() + 1);
+    m.push_str(tenant);
+    m.push(':');
+    m.push_str(id);
+    m
+}
+
+/// The mapping of a provider's message id to the message (receipts).
+pub fn provider_id(provider: &str, provider_id: &str) -> String {
+    format!("{PID_PREFIX}{provider}:{provider_id}")
+}
+
+/// An orphan receipt: one that arrived before its message was known.
+pub fn orphan_receipt(provider: &str, provider_id: &str) -> String {
+    format!("{RECEIPT_PREFIX}{provider}:{provider_id}")
+}
+
+/// A tenant's consent state hash.
+pub fn consent_state(tenant: &str) -> String {
+    format!("{CONSENT_STATE_PREFIX}{tenant}")
+}
+
+/// The evidence of a number's consent, per purpose.
+pub fn consent_detail(tenant: &str, number: u64) -> String {
+    format!("{CONSENT_DETAIL_PREFIX}{tenant}:{number}")
+}
+
+/// A frequency cap's sorted set for a recipient: the number is the hash
+/// tag, so all of one recipient's caps live in one Redis Cluster slot and
+/// one script may touch them together. `debt` for caps counted per debt.
+pub fn cap(number: u64, rule: &str, debt: Option<&str>) -> String {
+    let mut key = format!("{CAP_PREFIX}{number}}}:{rule}");
+    if let Some(debt) = debt {
+        key.push(':');
+        key.push_str(debt);
+    }
+    key
+}
+
+/// A fleet-wide carrier lane's GCRA state.
+pub fn fleet_lane(carrier: &str) -> String {
+    format!("{FLEET_LANE_PREFIX}{carrier}}}")
+}
+
+/// A number's cached carrier lookup.
+pub fn carrier_lookup(number: u64) -> String {
+    format!("{CARRIER_PREFIX}{number}}}")
+}
+
 /// Partition for a recipient: FNV-1a 64 over the E.164 text, so one
 /// recipient's messages stay in order. The loadtest producer uses the same
-/// function; any producer may choose any partition (DESIGN §2).
+/// function; any producer may choose any partition
+/// (docs/contracts.md#ingest).
 pub fn partition_for(to_e164: &str, partitions: u16) -> u16 {
     (fnv1a(&[to_e164.as_bytes()]) % u64::from(partitions.max(1))) as u16
 }
@@ -78,6 +252,25 @@ mod tests {
         let mut buf = String::from("stale");
         message_into(&mut buf, "t", "i");
         assert_eq!(buf, "herald:msg:t:i");
+    }
+
+    #[test]
+    fn key_shapes() {
+        assert_eq!(member("acme", "m-1"), "acme:m-1");
+        assert_eq!(provider_id("twilio", "SM1"), "herald:pid:twilio:SM1");
+        assert_eq!(orphan_receipt("twilio", "SM1"), "herald:receipt:twilio:SM1");
+        assert_eq!(consent_state("acme"), "herald:consent:state:acme");
+        assert_eq!(
+            consent_detail("acme", 14155552671),
+            "herald:consent:detail:acme:14155552671"
+        );
+        assert_eq!(
+            cap(14155552671, "ma-collections-cap", Some("D-1")),
+            "herald:cap:{14155552671}:ma-collections-cap:D-1"
+        );
+        assert_eq!(cap(1, "r", None), "herald:cap:{1}:r");
+        assert_eq!(fleet_lane("att"), "herald:throttle:{att}");
+        assert_eq!(carrier_lookup(14155550123), "herald:carrier:{14155550123}");
     }
 
     #[test]

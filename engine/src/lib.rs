@@ -7,6 +7,7 @@
 //! contracts.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod control;

@@ -20,6 +20,19 @@ pub enum Category {
 }
 
 impl Category {
+    /// Every category, in the order the consent ledger stores purposes.
+    pub const ALL: [Category; 3] = [
+        Category::Transactional,
+        Category::Collections,
+        Category::Marketing,
+    ];
+
+    /// The category named `name` (`transactional`, `collections`,
+    /// `marketing`).
+    pub fn from_name(name: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Category::Transactional => "transactional",

@@ -204,7 +204,7 @@ pub async fn run_writer(
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         let pipe = build(&batch, &cfg, now);
         // Redis errors: keep retrying. The entries stay pending meanwhile, so
         // a crash here loses nothing; the permits held by `batch` keep the
@@ -436,7 +436,7 @@ fn decided(
     pipe.add_command(hset).ignore();
     if d.status != Status::Sent && !d.caps.is_empty() {
         // Not sent: give back the cap places it reserved.
-        let member = crate::policy::caps::member(&m.tenant, &m.id);
+        let member = keys::member(&m.tenant, &m.id);
         for c in &d.caps {
             pipe.cmd("ZREM").arg(&c.key).arg(&member).ignore();
         }
@@ -450,7 +450,7 @@ fn decided(
         v.push('\n');
         v.push_str(&m.id);
         pipe.cmd("SET")
-            .arg(crate::delivery::pid_key(p, pid))
+            .arg(keys::provider_id(p, pid))
             .arg(v)
             .arg("PX")
             .arg(ttl_ms)
@@ -463,14 +463,10 @@ fn decided(
         // Keep the state at least until the message is due, plus the TTL.
         let keep = (rq.due - now).max(0) as u64 + ttl_ms;
         pipe.cmd("PEXPIRE").arg(key).arg(keep).ignore();
-        let mut member = String::with_capacity(m.tenant.len() + m.id.len() + 1);
-        member.push_str(&m.tenant);
-        member.push(':');
-        member.push_str(&m.id);
         pipe.cmd("ZADD")
             .arg(keys::DELAYED)
             .arg(rq.due)
-            .arg(member)
+            .arg(keys::member(&m.tenant, &m.id))
             .ignore();
     }
     // The hash holds the latest decision; `GET /v1/messages` shows it as the
@@ -557,12 +553,4 @@ fn rejected(
         };
         trail(pipe, tenant, id, &entry, ttl_ms);
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -200,6 +200,63 @@ pub async fn autoclaim(
     Ok((cursor, out))
 }
 
+/// The records of an XINFO GROUPS / CONSUMERS reply, each as (field, value)
+/// pairs with text field names (RESP2 flat arrays or RESP3 maps).
+pub fn info_records(reply: redis::Value) -> Vec<Vec<(String, redis::Value)>> {
+    let redis::Value::Array(records) = reply else {
+        return Vec::new();
+    };
+    records
+        .into_iter()
+        .filter_map(|r| {
+            let pairs: Vec<(redis::Value, redis::Value)> = match r {
+                redis::Value::Map(m) => m,
+                redis::Value::Array(a) => {
+                    let mut it = a.into_iter();
+                    let mut v = Vec::new();
+                    while let (Some(k), Some(val)) = (it.next(), it.next()) {
+                        v.push((k, val));
+                    }
+                    v
+                }
+                _ => return None,
+            };
+            Some(
+                pairs
+                    .into_iter()
+                    .filter_map(|(k, v)| match k {
+                        redis::Value::BulkString(b) => {
+                            Some((String::from_utf8_lossy(&b).into_owned(), v))
+                        }
+                        redis::Value::SimpleString(s) => Some((s, v)),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// `lag` and `pending` of group `herald` in an XINFO GROUPS reply.
+pub fn group_lag(reply: redis::Value) -> Option<(i64, i64)> {
+    for record in info_records(reply) {
+        let mut name = None;
+        let (mut lag, mut pending) = (0, 0);
+        for (key, v) in record {
+            match (key.as_str(), v) {
+                ("name", redis::Value::BulkString(b)) => name = Some(b),
+                ("lag", redis::Value::Int(n)) => lag = n,
+                ("pending", redis::Value::Int(n)) => pending = n,
+                _ => {}
+            }
+        }
+        if name.as_deref() == Some(keys::GROUP.as_bytes()) {
+            return Some((lag, pending));
+        }
+    }
+    None
+}
+
 fn partition_of(key: &Value, parts: &[u16], streams: &[String]) -> u16 {
     let name: &[u8] = match key {
         Value::BulkString(b) => b,

@@ -347,70 +347,13 @@ async fn lag_poller(
             metrics::gauge!(names::DELAYED).set(n as f64);
         }
         for (p, reply) in replies.into_iter().enumerate() {
-            if let Some((lag, pending)) = group_lag(reply) {
+            if let Some((lag, pending)) = queue::group_lag(reply) {
                 metrics::gauge!(names::QUEUE_LAG, "partition" => labels[p].clone()).set(lag as f64);
                 metrics::gauge!(names::QUEUE_PENDING, "partition" => labels[p].clone())
                     .set(pending as f64);
             }
         }
     }
-}
-
-/// The records of an XINFO GROUPS / CONSUMERS reply, each as (field, value)
-/// pairs with text field names (RESP2 flat arrays or RESP3 maps).
-fn info_records(reply: redis::Value) -> Vec<Vec<(String, redis::Value)>> {
-    let redis::Value::Array(records) = reply else {
-        return Vec::new();
-    };
-    records
-        .into_iter()
-        .filter_map(|r| {
-            let pairs: Vec<(redis::Value, redis::Value)> = match r {
-                redis::Value::Map(m) => m,
-                redis::Value::Array(a) => {
-                    let mut it = a.into_iter();
-                    let mut v = Vec::new();
-                    while let (Some(k), Some(val)) = (it.next(), it.next()) {
-                        v.push((k, val));
-                    }
-                    v
-                }
-                _ => return None,
-            };
-            Some(
-                pairs
-                    .into_iter()
-                    .filter_map(|(k, v)| match k {
-                        redis::Value::BulkString(b) => {
-                            Some((String::from_utf8_lossy(&b).into_owned(), v))
-                        }
-                        redis::Value::SimpleString(s) => Some((s, v)),
-                        _ => None,
-                    })
-                    .collect(),
-            )
-        })
-        .collect()
-}
-
-/// `lag` and `pending` of group `herald` in an XINFO GROUPS reply.
-pub(crate) fn group_lag(reply: redis::Value) -> Option<(i64, i64)> {
-    for record in info_records(reply) {
-        let mut name = None;
-        let (mut lag, mut pending) = (0, 0);
-        for (key, v) in record {
-            match (key.as_str(), v) {
-                ("name", redis::Value::BulkString(b)) => name = Some(b),
-                ("lag", redis::Value::Int(n)) => lag = n,
-                ("pending", redis::Value::Int(n)) => pending = n,
-                _ => {}
-            }
-        }
-        if name.as_deref() == Some(keys::GROUP.as_bytes()) {
-            return Some((lag, pending));
-        }
-    }
-    None
 }
 
 /// Remove dead consumers from the group. Consumer names are unique per
@@ -463,7 +406,7 @@ async fn consumer_janitor(
 /// Names of consumers with nothing pending, idle past the threshold.
 fn dead_consumers(reply: redis::Value, ours: &str, idle_ms: i64) -> Vec<String> {
     let mut dead = Vec::new();
-    for record in info_records(reply) {
+    for record in queue::info_records(reply) {
         let (mut name, mut pending, mut idle) = (None, None, None);
         for (key, v) in record {
             match (key.as_str(), v) {

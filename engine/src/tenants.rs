@@ -17,8 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::queue::Conn;
 
-/// Redis hash of paused tenants.
-pub const PAUSED: &str = "herald:paused";
+use crate::keys::PAUSED;
 
 /// How often each instance re-reads `herald:paused`.
 pub const REFRESH: Duration = Duration::from_millis(500);

@@ -695,10 +695,11 @@ async fn a_restarted_instance_loads_the_ledger() {
 /// (2 collection texts per 7 days per debt).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipped_caps_florida_and_massachusetts() {
+    use herald_engine::consent::ConsentKind;
     use herald_engine::consent::replica::NumberState;
     use herald_engine::model::Category;
     use herald_engine::policy::caps::{self, Mode};
-    use herald_engine::policy::{ConsentKind, Input, Policy, Verdict};
+    use herald_engine::policy::{Input, Policy, Verdict};
     let redis = RedisServer::start();
     let mut conn = redis.conn().await;
     let policy = Policy::shipped();

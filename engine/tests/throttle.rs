@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use herald_engine::outcome::now_ms;
+use herald_engine::clock::now_ms;
 use herald_engine::throttle::fleet::{GCRA_LUA, gcra_take};
 use herald_engine::throttle::{
     Admission, Carriers, FleetLane, FleetParams, Limit, Throttle, ThrottleConfig,

@@ -16,10 +16,10 @@ use std::io::BufRead;
 
 use serde::Deserialize;
 
-use super::ledger::{Change, ConsentLedger, Only, PURPOSES};
+use super::ledger::{Change, ConsentLedger, Only};
 use super::replica::PurposeState;
+use crate::consent::ConsentKind;
 use crate::model::{self, Category};
-use crate::policy::ConsentKind;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,7 +114,7 @@ fn parse(line: &str) -> Result<Parsed, String> {
     Ok(Parsed {
         tenant,
         number,
-        purposes: r.purposes.unwrap_or_else(|| PURPOSES.to_vec()),
+        purposes: r.purposes.unwrap_or_else(|| Category::ALL.to_vec()),
         state,
         source: r.source,
         evidence: r.evidence,

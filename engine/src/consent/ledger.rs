@@ -27,28 +27,18 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::replica::{NumberState, PurposeState, Replica};
+use crate::consent::ConsentKind;
 use crate::model::Category;
-use crate::policy::ConsentKind;
 use crate::queue::Conn;
 
-/// The audit stream (append-only) and change feed.
-pub const AUDIT: &str = "herald:consent:audit";
-const STATE_PREFIX: &str = "herald:consent:state:";
-const DETAIL_PREFIX: &str = "herald:consent:detail:";
-
-/// Purposes in storage order.
-pub const PURPOSES: [Category; 3] = [
-    Category::Transactional,
-    Category::Collections,
-    Category::Marketing,
-];
+use crate::keys;
 
 pub fn state_key(tenant: &str) -> String {
-    format!("{STATE_PREFIX}{tenant}")
+    keys::consent_state(tenant)
 }
 
 pub fn detail_key(tenant: &str, number: u64) -> String {
-    format!("{DETAIL_PREFIX}{tenant}:{number}")
+    keys::consent_detail(tenant, number)
 }
 
 /// The storage letter of a purpose's state.
@@ -76,18 +66,18 @@ pub fn state_of_letter(c: u8) -> Option<PurposeState> {
 
 /// Decode three state letters (`uer`…). `None` for anything else.
 pub fn decode_letters(s: &[u8]) -> Option<NumberState> {
-    if s.len() != PURPOSES.len() {
+    if s.len() != Category::ALL.len() {
         return None;
     }
     let mut st = NumberState::default();
-    for (c, p) in s.iter().zip(PURPOSES) {
+    for (c, p) in s.iter().zip(Category::ALL) {
         st = st.with(p, state_of_letter(*c)?);
     }
     Some(st)
 }
 
 pub fn encode_letters(st: NumberState) -> String {
-    PURPOSES.iter().map(|p| letter(st.get(*p))).collect()
+    Category::ALL.iter().map(|p| letter(st.get(*p))).collect()
 }
 
 /// Which purposes a change may touch, by their current state.
@@ -246,7 +236,7 @@ fn purpose_letter(c: Category) -> char {
 
 /// The purpose a letter of the audit stream's `purposes` stands for.
 pub fn purpose_from_letter(c: char) -> Option<Category> {
-    PURPOSES.into_iter().find(|p| purpose_letter(*p) == c)
+    Category::ALL.into_iter().find(|p| purpose_letter(*p) == c)
 }
 
 /// The ledger: Redis writes plus this instance's lock-free replica.
@@ -331,7 +321,7 @@ fn script_args(ch: &Change<'_>) -> ([String; 3], [String; 10]) {
         [
             state_key(ch.tenant),
             detail_key(ch.tenant, ch.number),
-            AUDIT.to_string(),
+            keys::CONSENT_AUDIT.to_string(),
         ],
         [
             ch.number.to_string(),
@@ -371,7 +361,7 @@ impl ConsentLedger {
     /// (changes carry the whole new state, so applying one twice is harmless).
     pub async fn load(conn: &mut Conn) -> redis::RedisResult<(ConsentLedger, String)> {
         let last: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
-            .arg(AUDIT)
+            .arg(keys::CONSENT_AUDIT)
             .arg("+")
             .arg("-")
             .arg("COUNT")
@@ -390,15 +380,15 @@ impl ConsentLedger {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg(format!("{STATE_PREFIX}*"))
+                .arg(format!("{}*", keys::CONSENT_STATE_PREFIX))
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(conn)
                 .await?;
-            tenants.extend(
-                keys.into_iter()
-                    .filter_map(|k| k.strip_prefix(STATE_PREFIX).map(str::to_string)),
-            );
+            tenants.extend(keys.into_iter().filter_map(|k| {
+                k.strip_prefix(keys::CONSENT_STATE_PREFIX)
+                    .map(str::to_string)
+            }));
             if next == 0 {
                 break;
             }
@@ -466,7 +456,7 @@ impl ConsentLedger {
                 .arg("BLOCK")
                 .arg(block.as_millis() as u64)
                 .arg("STREAMS")
-                .arg(AUDIT)
+                .arg(keys::CONSENT_AUDIT)
                 .arg(&from);
             let read = cmd.query_async::<Option<redis::streams::StreamReadReply>>(&mut conn);
             let reply = tokio::select! {

@@ -331,10 +331,10 @@ pub async fn run_delayed_mover(d: Arc<Dispatcher>, mut conn: Conn) {
             let res: redis::RedisResult<usize> = d
                 .release_script
                 .key(keys::DELAYED)
-                .arg(outcome::now_ms())
+                .arg(crate::clock::now_ms())
                 .arg(LIMIT)
                 .arg(keys::MSG_PREFIX)
-                .arg("herald:q:{")
+                .arg(keys::QUEUE_PREFIX)
                 .invoke_async(&mut conn)
                 .await;
             match res {

@@ -15,10 +15,11 @@ use std::time::Instant;
 use herald_adapters::{SendError, SendRequest};
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::clock::now_ms;
 use crate::config::AmbiguousPolicy;
 use crate::keys;
 use crate::model::{self, Category, E164, Message, RejectReason, Rejection};
-use crate::outcome::{Decision, Outcome, OutcomeKind, OutcomeSender, Requeue, Status, now_ms};
+use crate::outcome::{Decision, Outcome, OutcomeKind, OutcomeSender, Requeue, Status};
 use crate::policy;
 use crate::queue::{self, Claim, Entry, Intent, StreamId};
 use crate::telemetry;
@@ -428,7 +429,7 @@ async fn reserve_caps(
     pipe.load_script(&d.cap_script).ignore();
     let mut n = 0;
     for s in sends.iter().filter(|s| !s.caps.is_empty()) {
-        let member = policy::caps::member(&s.msg.tenant, &s.msg.id);
+        let member = keys::member(&s.msg.tenant, &s.msg.id);
         policy::caps::add_check(
             &mut pipe,
             &d.cap_script,
@@ -913,7 +914,7 @@ fn failed_send(
             dec.consent = Some(crate::consent::ledger::OwnedChange {
                 tenant,
                 number,
-                purposes: crate::consent::ledger::PURPOSES.to_vec(),
+                purposes: Category::ALL.to_vec(),
                 state: crate::consent::replica::PurposeState::Revoked,
                 source: "carrier",
                 by: provider.to_string(),

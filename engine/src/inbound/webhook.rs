@@ -19,14 +19,12 @@ use hyper::body::Incoming;
 
 use super::keywords::{self, Reply};
 use super::signature;
-use crate::consent::ledger::{Change, Only, PURPOSES};
+use crate::consent::ConsentKind;
+use crate::consent::ledger::{Change, Only};
 use crate::consent::replica::PurposeState;
 use crate::http::{Body, HttpState, error, read_body};
 use crate::model::{self, Category};
-use crate::policy::ConsentKind;
 
-/// Replies that are not keywords (and ambiguous ones, for review).
-pub const INBOUND: &str = "herald:inbound";
 const PATH: &str = "/v1/webhooks/twilio/inbound";
 const INBOUND_MAX_LEN: u64 = 1_000_000;
 
@@ -114,7 +112,7 @@ pub async fn twilio_inbound(state: &HttpState, req: Request<Incoming>) -> Respon
         "keyword": classified.keyword,
     })
     .to_string();
-    let now = crate::outcome::now_ms();
+    let now = crate::clock::now_ms();
     let by = model::E164::render(number);
 
     let (kind, purposes, new_state, only, reply): (_, &[Category], _, _, Option<&str>) =
@@ -125,7 +123,7 @@ pub async fn twilio_inbound(state: &HttpState, req: Request<Incoming>) -> Respon
             Reply::OptOut { all } => (
                 "opt_out",
                 if all || tp.revoke_all_purposes {
-                    &PURPOSES
+                    &Category::ALL
                 } else {
                     &[Category::Marketing]
                 },
@@ -137,7 +135,7 @@ pub async fn twilio_inbound(state: &HttpState, req: Request<Incoming>) -> Respon
             // never written consent for marketing.
             Reply::OptIn => (
                 "opt_in",
-                &PURPOSES,
+                &Category::ALL,
                 PurposeState::Granted(ConsentKind::Express),
                 Only::RevokedOrReview,
                 Some(tp.opt_in_confirmation.as_str()),
@@ -145,7 +143,7 @@ pub async fn twilio_inbound(state: &HttpState, req: Request<Incoming>) -> Respon
             // An unclear reply is judged by a person; sends hold meanwhile.
             Reply::Ambiguous => (
                 "ambiguous",
-                &PURPOSES,
+                &Category::ALL,
                 PurposeState::Review,
                 Only::NotRevoked,
                 None,
@@ -215,7 +213,7 @@ async fn forward(
 ) -> Result<(), Response<Body>> {
     let mut conn = state.redis.clone();
     redis::cmd("XADD")
-        .arg(INBOUND)
+        .arg(crate::keys::INBOUND)
         .arg("MAXLEN")
         .arg("~")
         .arg(INBOUND_MAX_LEN)
@@ -333,7 +331,7 @@ pub async fn twilio_status(state: &HttpState, req: Request<Incoming>) -> Respons
             sid,
             receipt,
             &reason,
-            crate::outcome::now_ms(),
+            crate::clock::now_ms(),
         )
         .await
     {

@@ -11,15 +11,11 @@
 //! transaction that records the outcome. A crash between the reservation
 //! and the send leaves the place taken — the error is on the safe side.
 //!
-//! Keys: `herald:cap:{<number>}:<rule>[:<debt>]` — the number is the hash
-//! tag, so all of one recipient's caps live in one Redis Cluster slot and
-//! one script may touch them together.
+//! Keys: [`crate::keys::cap`].
 
 use std::sync::Arc;
 
 use super::rules::CapRule;
-
-const PREFIX: &str = "herald:cap:{";
 
 /// One cap that applies to one message.
 #[derive(Debug, Clone)]
@@ -33,18 +29,12 @@ pub fn keys(rules: &[Arc<CapRule>], number: u64, debt_id: Option<&str>) -> Vec<C
     rules
         .iter()
         .map(|rule| {
-            let mut key = format!("{PREFIX}{number}}}:{}", rule.id);
             // 940 CMR 7.04(1)(f) counts per debt. Without a `debt_id` every
             // collection text to the number counts as one debt: stricter.
-            if rule.per_debt
-                && let Some(debt) = debt_id
-            {
-                key.push(':');
-                key.push_str(debt);
-            }
+            let debt = debt_id.filter(|_| rule.per_debt);
             CapKey {
                 rule: Arc::clone(rule),
-                key,
+                key: crate::keys::cap(number, &rule.id, debt),
             }
         })
         .collect()
@@ -115,15 +105,6 @@ pub fn add_check(
         inv.arg(c.rule.window_ms).arg(c.rule.limit);
     }
     pipe.invoke_script(&inv);
-}
-
-/// The member a message is counted as.
-pub fn member(tenant: &str, id: &str) -> String {
-    let mut m = String::with_capacity(tenant.len() + id.len() + 1);
-    m.push_str(tenant);
-    m.push(':');
-    m.push_str(id);
-    m
 }
 
 /// Check (or reserve) one message's caps now: `Ok(None)` when there is

@@ -14,26 +14,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-/// The kind of consent on file for a purpose (47 USC 227(b)(1)(A)(iii);
-/// 47 CFR 64.1200(a)(2), (f)(9)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentKind {
-    /// Prior express consent: enough for informational and collection texts.
-    Express,
-    /// Prior express written consent: required for marketing.
-    ExpressWritten,
-}
-
-impl ConsentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConsentKind::Express => "express",
-            ConsentKind::ExpressWritten => "express_written",
-        }
-    }
-}
-
 /// What a rule did to a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,7 +47,7 @@ use std::sync::LazyLock;
 use jiff::Timestamp;
 
 use crate::config::{ComplianceSection, ConfigError, PurposeSection, TenantSection, key_err};
-use crate::consent::ledger::PURPOSES;
+use crate::consent::ConsentKind;
 use crate::consent::replica::{NumberState, PurposeState};
 use crate::model::{Category, E164};
 use content::BlockedContent;
@@ -134,13 +114,13 @@ impl TenantPolicy {
             },
         ];
         for (purpose, PurposeSection { requires, unknown }) in &s.consent {
-            let Some(c) = PURPOSES.iter().find(|c| c.as_str() == purpose) else {
+            let Some(c) = Category::from_name(purpose) else {
                 return Err(key_err(
                     format!("{key}.consent.{purpose}"),
                     "unknown purpose (transactional, collections, marketing)",
                 ));
             };
-            let p = &mut consent[*c as usize];
+            let p = &mut consent[c as usize];
             if let Some(r) = requires {
                 p.requires = *r;
             }

@@ -38,10 +38,11 @@ use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
+use crate::consent::ConsentKind;
 use crate::model::Category;
 use crate::policy::rules::{ClockTime, Rules, WindowRule};
 use crate::policy::zones::{self, Candidates, Zone};
-use crate::policy::{ConsentKind, Effect, Fired};
+use crate::policy::{Effect, Fired};
 
 /// How far ahead an opening is searched for. The longest legitimate closure
 /// in the shipped rules is a long weekend plus a holiday (~4 days); 14 days

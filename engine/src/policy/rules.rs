@@ -19,8 +19,8 @@ use hashbrown::HashMap;
 use jiff::civil::Date;
 use serde::{Deserialize, Deserializer};
 
+use crate::consent::ConsentKind;
 use crate::model::Category;
-use crate::policy::ConsentKind;
 use crate::policy::zones::StateCode;
 
 /// The shipped defaults (COMPLIANCE.md's tables).

@@ -8,83 +8,14 @@
 //! sorted arrays searched by binary search.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use super::carrier_name::Carrier;
 use super::config::ThrottleConfig;
-
-// ---------------------------------------------------------------------------
-// Carrier: an interned name
-// ---------------------------------------------------------------------------
-
-/// A carrier lane: a small id (an index into per-lane arrays) and its name.
-///
-/// Ids are interned process-wide, so a name keeps its id when the table is
-/// reloaded and a `Carrier` resolved against an old table still names the
-/// same lane in a new one. `Copy`, 16 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Carrier {
-    id: u16,
-    name: &'static str,
-}
-
-impl Carrier {
-    /// Numbers no hint, cache entry or prefix matched. Always id 0.
-    pub const UNKNOWN: Carrier = Carrier {
-        id: 0,
-        name: "unknown",
-    };
-
-    pub fn id(self) -> u16 {
-        self.id
-    }
-
-    /// The lane's name, as configured (also a metric label).
-    pub fn name(self) -> &'static str {
-        self.name
-    }
-}
-
-impl std::fmt::Display for Carrier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name)
-    }
-}
-
-/// Ids above this cannot be packed into a cache slot (14 bits, one value
-/// reserved for "lookup pending").
-const MAX_ID: u16 = 0x3FFE;
-
-/// Interned names, by id. Locked only while a table is loaded, never on the
-/// per-message path. Each distinct name is leaked once (a few bytes; the set
-/// of carrier names is small and bounded by [`MAX_ID`]), which is what lets
-/// a `Carrier` be `Copy` with a `&'static str` name for metric labels.
-static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-
-/// The carrier called `name`, interning it on first sight.
-pub(crate) fn intern(name: &str) -> Result<Carrier, String> {
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if names.is_empty() {
-        names.push(Carrier::UNKNOWN.name);
-    }
-    if let Some(i) = names.iter().position(|n| *n == name) {
-        // `names` never exceeds MAX_ID + 1 entries (checked below).
-        return Ok(Carrier {
-            id: i as u16,
-            name: names[i],
-        });
-    }
-    let id = u16::try_from(names.len())
-        .ok()
-        .filter(|&id| id <= MAX_ID)
-        .ok_or_else(|| format!("more than {MAX_ID} carrier names in one process"))?;
-    let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.push(name);
-    Ok(Carrier { id, name })
-}
 
 // ---------------------------------------------------------------------------
 // Prefix table
@@ -202,7 +133,7 @@ impl CarrierCache {
     /// Record what a lookup found for `number`.
     pub fn put(&self, number: u64, carrier: Carrier) {
         self.slot(number).store(
-            (number << CODE_BITS) | u64::from(carrier.id),
+            (number << CODE_BITS) | u64::from(carrier.id()),
             Ordering::Relaxed,
         );
     }
@@ -307,8 +238,8 @@ impl Carriers {
         let mut hints = Vec::new();
         let mut max_id = 0;
         for c in &config.carriers {
-            max_id = max_id.max(c.carrier.id);
-            hints.push((Box::from(c.carrier.name), c.carrier));
+            max_id = max_id.max(c.carrier.id());
+            hints.push((Box::from(c.carrier.name()), c.carrier));
             for a in &c.aliases {
                 hints.push((a.to_ascii_lowercase().into_boxed_str(), c.carrier));
             }
@@ -316,7 +247,7 @@ impl Carriers {
         let mut by_id = vec![None; usize::from(max_id) + 1];
         by_id[0] = Some(Carrier::UNKNOWN);
         for c in &config.carriers {
-            by_id[usize::from(c.carrier.id)] = Some(c.carrier);
+            by_id[usize::from(c.carrier.id())] = Some(c.carrier);
         }
         let prefixes = PrefixTable::new(
             config
@@ -369,7 +300,7 @@ impl Carriers {
         self.by_id
             .iter()
             .flatten()
-            .find(|c| c.name == name)
+            .find(|c| c.name() == name)
             .copied()
     }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::ThrottleError;
 use super::bucket::Limit;
-use super::carrier::{self, Carrier};
+use super::carrier_name::{self, Carrier};
 
 /// The shipped defaults, compiled in.
 const SHIPPED: &str = include_str!("../../../config/carriers.toml");
@@ -328,7 +328,7 @@ fn build(file: File) -> Result<ThrottleConfig, ThrottleError> {
                 format!("duplicate carrier {:?} (also {prev})", c.name),
             ));
         }
-        let carrier = carrier::intern(&c.name)
+        let carrier = carrier_name::intern(&c.name)
             .map_err(|reason| ThrottleError::config(format!("{here}.name"), reason))?;
 
         // Hints compare without ASCII case, so two spellings that differ

@@ -32,13 +32,10 @@ use super::bucket::{Limit, Pacer, ns_to_ms_ceil};
 use super::carrier::Carrier;
 use crate::queue::Conn;
 
-/// Prefix of a fleet lane's key: `herald:throttle:{<carrier>}`. The braces
-/// are a Redis Cluster hash tag (one key per lane, any slot).
-pub const KEY_PREFIX: &str = "herald:throttle:";
-
-/// The key of `carrier`'s fleet lane.
+/// The key of `carrier`'s fleet lane: `herald:throttle:{<carrier>}`, one
+/// key per lane (the braces are a Redis Cluster hash tag).
 pub fn key(carrier: Carrier) -> String {
-    format!("{KEY_PREFIX}{{{}}}", carrier.name())
+    crate::keys::fleet_lane(carrier.name())
 }
 
 /// GCRA over one key, taking up to `want` tokens at once.
@@ -382,7 +379,7 @@ impl FleetLane {
             match self.lease_once(&mut conn, &script, &p, want as u64).await {
                 Ok(g) => {
                     backoff = BACKOFF_MIN;
-                    let now = crate::outcome::now_ms();
+                    let now = crate::clock::now_ms();
                     if g.granted > 0 {
                         self.lease.fetch_add(g.granted as i64, Ordering::AcqRel);
                         self.leased_total.fetch_add(g.granted, Ordering::Relaxed);
@@ -406,7 +403,7 @@ impl FleetLane {
                 Err(e) => {
                     crate::telemetry::redis_error("fleet_lease");
                     tracing::debug!(lane = %self.carrier, error = %e, "leasing throughput failed; the lane defers until Redis answers");
-                    let now = crate::outcome::now_ms();
+                    let now = crate::clock::now_ms();
                     let ms = i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX);
                     self.next_at_ms
                         .store(now.saturating_add(ms), Ordering::Release);
@@ -425,7 +422,7 @@ impl FleetLane {
     async fn idle(&self, shutdown: &CancellationToken) {
         let held = self.lease.load(Ordering::Acquire) > 0;
         let max_age = i64::try_from(self.lease_max_age.as_millis()).unwrap_or(i64::MAX);
-        let age = crate::outcome::now_ms() - self.leased_at_ms.load(Ordering::Acquire);
+        let age = crate::clock::now_ms() - self.leased_at_ms.load(Ordering::Acquire);
         let left = Duration::from_millis(u64::try_from(max_age - age).unwrap_or(0));
         tokio::select! {
             _ = shutdown.cancelled() => return,

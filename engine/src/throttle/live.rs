@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Limit, Throttle};
 use crate::queue::Conn;
 
-/// The Redis hash of live overrides.
-pub const THROTTLES: &str = "herald:throttles";
+use crate::keys::THROTTLES;
+
 /// How often each instance re-reads it.
 pub const REFRESH: Duration = Duration::from_millis(500);
 

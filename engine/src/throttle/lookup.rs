@@ -27,11 +27,6 @@ use herald_adapters::twilio::lookup::TwilioLookup;
 use super::carrier::{CarrierLookup, LookupError};
 use crate::queue::Conn;
 
-/// Prefix of a number's cache key: `herald:carrier:{<number>}`, the E.164
-/// digits without `+`. The braces are a Redis Cluster hash tag, as in
-/// `herald:cap:{<number>}:…`, so one number's keys share a slot.
-pub const KEY_PREFIX: &str = "herald:carrier:";
-
 /// The stored value for "looked up, no carrier known".
 pub const UNKNOWN: &str = "-";
 
@@ -40,9 +35,11 @@ pub const UNKNOWN: &str = "-";
 /// lookup costs per active number (one per TTL).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
-/// The cache key of `number` (E.164 digits).
+/// The cache key of `number` (E.164 digits): `herald:carrier:{<number>}`,
+/// hash-tagged by the number as `herald:cap:{<number>}:…` is, so one
+/// number's keys share a slot.
 pub fn key(number: u64) -> String {
-    format!("{KEY_PREFIX}{{{number}}}")
+    crate::keys::carrier_lookup(number)
 }
 
 /// `name` as a carrier table spells carriers: the trading name after a

@@ -38,6 +38,7 @@
 
 pub mod bucket;
 pub mod carrier;
+mod carrier_name;
 pub mod config;
 pub mod fleet;
 pub mod live;

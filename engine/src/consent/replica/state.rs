@@ -5,8 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::consent::ConsentKind;
 use crate::model::Category;
-use crate::policy::ConsentKind;
 
 /// Consent on file for one purpose of one number (DESIGN §6).
 ///

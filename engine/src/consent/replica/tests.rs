@@ -5,8 +5,8 @@ use proptest::prelude::*;
 
 use super::base::{NUMBER_LIMIT, TenantBase, pack};
 use super::*;
+use crate::consent::ConsentKind::{Express, ExpressWritten};
 use crate::model::Category::{self, Collections, Marketing, Transactional};
-use crate::policy::ConsentKind::{Express, ExpressWritten};
 
 const PURPOSES: [Category; 3] = [Transactional, Collections, Marketing];
 
