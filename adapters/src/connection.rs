@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::config::ConfigError;
 use crate::pool::{Pool, PoolSettings};
 use crate::transport::HttpClient;
 
@@ -62,6 +63,35 @@ impl fmt::Debug for ConnectionSettings {
         self.debug_fields(&mut f.debug_struct("ConnectionSettings"))
             .finish()
     }
+}
+
+/// The connection settings from the keys every HTTP provider takes
+/// (`timeout_ms`, `connect_timeout_ms`, `http2`); an unset key keeps the
+/// default.
+pub(crate) fn from_keys(
+    kind: &'static str,
+    timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    http2: Option<bool>,
+) -> Result<ConnectionSettings, ConfigError> {
+    let mut c = ConnectionSettings {
+        http2: http2.unwrap_or(false),
+        ..Default::default()
+    };
+    let positive = |key: &'static str, ms: u64| {
+        if ms == 0 {
+            Err(ConfigError::new(kind, key, "must be greater than 0"))
+        } else {
+            Ok(Duration::from_millis(ms))
+        }
+    };
+    if let Some(t) = timeout_ms {
+        c.request_timeout = positive("timeout_ms", t)?;
+    }
+    if let Some(t) = connect_timeout_ms {
+        c.connect_timeout = positive("connect_timeout_ms", t)?;
+    }
+    Ok(c)
 }
 
 impl ConnectionSettings {

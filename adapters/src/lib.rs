@@ -10,6 +10,7 @@
 //! trait object so the per-message send future is not heap-allocated.
 #![forbid(unsafe_code)]
 
+mod config;
 mod connection;
 pub mod http;
 mod pool;
@@ -21,12 +22,13 @@ pub mod twilio;
 use std::future::Future;
 use std::time::Duration;
 
-pub use self::http::{HttpConfigError, HttpProvider, HttpSettings};
+pub use self::config::ConfigError;
+pub use self::http::{HttpProvider, HttpProviderConfig, HttpSettings};
 pub use connection::ConnectionSettings;
-pub use sandbox::{SandboxProvider, SandboxSettings};
-pub use sns::{SnsConfigError, SnsProvider, SnsSettings};
+pub use sandbox::{SandboxConfig, SandboxProvider, SandboxSettings};
+pub use sns::{SnsConfig, SnsProvider, SnsSettings};
 pub use twilio::lookup::{LookupError, TwilioLookup, TwilioLookupSettings};
-pub use twilio::{TwilioConfigError, TwilioProvider, TwilioSettings};
+pub use twilio::{TwilioConfig, TwilioProvider, TwilioSettings};
 
 /// One message to send. Borrowed: the dispatch task owns the message for the
 /// whole send, so the adapter never needs to copy it.
@@ -163,4 +165,16 @@ impl AnyProvider {
             AnyProvider::Sandbox(p) => p.send(req).await,
         }
     }
+}
+
+/// `e: cause: cause…` — hyper-util's own Display is only "client error (Connect)".
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    use std::fmt::Write as _;
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let _ = write!(s, ": {cause}");
+        source = cause.source();
+    }
+    s
 }

@@ -386,7 +386,7 @@ impl Pool {
         connector
             .call(origin.dial.clone())
             .await
-            .map_err(|e| Failure::Connect(crate::transport::error_chain(&*e)))
+            .map_err(|e| Failure::Connect(crate::error_chain(&*e)))
     }
 
     async fn dial_h1(&self, origin: &Origin) -> Result<http1::SendRequest<Body>, Failure> {
@@ -395,7 +395,7 @@ impl Pool {
             .read_buf_exact_size(Some(READ_BUF))
             .handshake(io)
             .await
-            .map_err(|e| Failure::Connect(crate::transport::error_chain(&e)))?;
+            .map_err(|e| Failure::Connect(crate::error_chain(&e)))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -433,7 +433,7 @@ impl Pool {
             Ok(mut ready) => finish_h2(start_h2(&mut ready, request, handed)?).await,
             Err(e) => {
                 forget_h2(&origin, &sender);
-                Err(Failure::Connect(crate::transport::error_chain(&e)))
+                Err(Failure::Connect(crate::error_chain(&e)))
             }
         }
     }
@@ -452,7 +452,7 @@ impl Pool {
             .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .handshake::<_, Bytes>(io)
             .await
-            .map_err(|e| Failure::Connect(crate::transport::error_chain(&e)))?;
+            .map_err(|e| Failure::Connect(crate::error_chain(&e)))?;
         let pings = connection.ping_pong();
         tokio::spawn(async move {
             // One connection carries every stream: keep it alive across
@@ -498,7 +498,7 @@ fn start_h2(
     // going away, a malformed header): nothing left.
     let (response, mut stream) = sender
         .send_request(head, end)
-        .map_err(|e| Failure::Connect(crate::transport::error_chain(&e)))?;
+        .map_err(|e| Failure::Connect(crate::error_chain(&e)))?;
     handed.store(true, Ordering::Relaxed);
     if !end {
         stream

@@ -4,6 +4,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde::Deserialize;
+
+use crate::config::ConfigError;
 use crate::{Accepted, PermanentKind, Provider, SendError, SendRequest};
 
 /// Knobs of the [`SandboxProvider`].
@@ -19,13 +22,37 @@ pub struct SandboxSettings {
     pub permanent_failure_rate: f64,
 }
 
-/// A sandbox setting that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid sandbox setting `{key}`: {reason}")]
-pub struct SandboxConfigError {
-    pub key: &'static str,
-    pub reason: String,
+/// `providers.<name>` with `kind = "sandbox"`, as the operator writes it
+/// (the engine takes `kind` and `max_concurrency` off first).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    pub latency_ms: Option<u64>,
+    pub jitter_ms: Option<u64>,
+    pub failure_rate: Option<f64>,
+    pub permanent_failure_rate: Option<f64>,
 }
+
+impl SandboxConfig {
+    pub fn into_settings(self) -> Result<SandboxSettings, ConfigError> {
+        let rate = |key: &'static str, v: Option<f64>| {
+            let v = v.unwrap_or(0.0);
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(ConfigError::new(KIND, key, "must be between 0.0 and 1.0"))
+            }
+        };
+        Ok(SandboxSettings {
+            latency: Duration::from_millis(self.latency_ms.unwrap_or(0)),
+            jitter: Duration::from_millis(self.jitter_ms.unwrap_or(0)),
+            failure_rate: rate("failure_rate", self.failure_rate)?,
+            permanent_failure_rate: rate("permanent_failure_rate", self.permanent_failure_rate)?,
+        })
+    }
+}
+
+const KIND: &str = "sandbox";
 
 /// Accepts (or fails) messages after a simulated delay.
 #[derive(Debug)]
@@ -38,28 +65,30 @@ pub struct SandboxProvider {
 }
 
 impl SandboxProvider {
-    pub fn new(settings: SandboxSettings) -> Result<Self, SandboxConfigError> {
+    pub fn new(settings: SandboxSettings) -> Result<Self, ConfigError> {
         for (key, rate) in [
             ("failure_rate", settings.failure_rate),
             ("permanent_failure_rate", settings.permanent_failure_rate),
         ] {
             // `contains` is false for NaN too.
             if !(0.0..=1.0).contains(&rate) {
-                return Err(SandboxConfigError {
+                return Err(ConfigError::new(
+                    KIND,
                     key,
-                    reason: format!("{rate} is not between 0 and 1"),
-                });
+                    format!("{rate} is not between 0 and 1"),
+                ));
             }
         }
         // One roll decides the outcome, so the two fractions share [0, 1).
         if settings.failure_rate + settings.permanent_failure_rate > 1.0 {
-            return Err(SandboxConfigError {
-                key: "permanent_failure_rate",
-                reason: format!(
+            return Err(ConfigError::new(
+                KIND,
+                "permanent_failure_rate",
+                format!(
                     "failure_rate + permanent_failure_rate = {} is more than 1",
                     settings.failure_rate + settings.permanent_failure_rate
                 ),
-            });
+            ));
         }
         Ok(SandboxProvider {
             settings,

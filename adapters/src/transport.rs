@@ -7,8 +7,6 @@
 //! the request got, so it is decided here once; what an *answer* means is
 //! decided by each provider's `service.rs`.
 
-use std::error::Error as StdError;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -79,7 +77,7 @@ pub(crate) async fn exchange(
             return Err(SendError::Ambiguous {
                 message: format!(
                     "{peer} connection failed after the request was sent: {}",
-                    error_chain(&*e)
+                    crate::error_chain(&*e)
                 ),
             });
         }
@@ -133,17 +131,6 @@ pub(crate) fn status_text(status: u16) -> &'static str {
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("unexpected status")
-}
-
-/// `e: cause: cause…` — hyper-util's own Display is only "client error (Connect)".
-pub(crate) fn error_chain(e: &(dyn StdError + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let _ = write!(s, ": {cause}");
-        source = cause.source();
-    }
-    s
 }
 
 /// Checks that `url` is an absolute `http(s)://host…` URL; the reason when it

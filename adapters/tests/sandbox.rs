@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use herald_adapters::sandbox::SandboxConfigError;
+use herald_adapters::ConfigError;
 use herald_adapters::{
     AnyProvider, PermanentKind, Provider, SandboxProvider, SandboxSettings, SendError, SendRequest,
 };
@@ -26,7 +26,7 @@ fn failure_rates_are_validated() {
             ..Default::default()
         })
         .err()
-        .map(|e: SandboxConfigError| e.key)
+        .map(|e: ConfigError| e.key)
     };
     assert_eq!(key(0.0, 0.0), None);
     assert_eq!(key(1.0, 0.0), None);

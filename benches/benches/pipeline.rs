@@ -2,7 +2,8 @@
 //! policy, content), on one core: `cargo bench -p herald-benches --bench
 //! pipeline`.
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use herald_engine::model::{self, Limits};
+use herald_engine::ingest::decode::{Limits, decode as decode_msg};
+use herald_engine::model;
 use std::hint::black_box;
 
 fn decode(c: &mut Criterion) {
@@ -14,13 +15,13 @@ fn decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(1));
     g.bench_function("plain", |b| {
-        b.iter(|| model::decode(black_box(plain), &limits))
+        b.iter(|| decode_msg(black_box(plain), &limits))
     });
     g.bench_function("all_fields", |b| {
-        b.iter(|| model::decode(black_box(full), &limits))
+        b.iter(|| decode_msg(black_box(full), &limits))
     });
     g.bench_function("rejected_number", |b| {
-        b.iter(|| model::decode(black_box(bad), &limits))
+        b.iter(|| decode_msg(black_box(bad), &limits))
     });
     g.bench_function("e164_only", |b| {
         b.iter(|| model::parse_e164(black_box("+14152001234")))
@@ -59,8 +60,9 @@ criterion_group!(parts, phonenumber_parts);
 /// them.
 fn policy(c: &mut Criterion) {
     use herald_engine::consent::replica::NumberState;
+    use herald_engine::content;
     use herald_engine::model::Category;
-    use herald_engine::policy::{Input, Policy, content};
+    use herald_engine::policy::{Input, Policy};
     let policy = Policy::shipped();
     herald_engine::policy::zones::preload();
     // Wednesday 2026-06-03 11:00 EDT: every window open.

@@ -57,9 +57,10 @@ fn main() -> ExitCode {
                 println!(
                     "{}: ok ({} partitions, {} providers, default route {:?})",
                     file.display(),
-                    cfg.partitions,
+                    cfg.queue.partitions,
                     cfg.providers.len(),
-                    cfg.default_route
+                    cfg.routes
+                        .default
                         .iter()
                         .map(|i| cfg.providers[*i].name.as_str())
                         .collect::<Vec<_>>()
@@ -113,7 +114,7 @@ fn main() -> ExitCode {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log)),
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.telemetry.log)),
                 )
                 .init();
             match serve(cfg) {
@@ -141,7 +142,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
             tracing::info!("signal received; shutting down");
             signals.cancel();
         });
-        herald_engine::server::run(cfg, Some(metrics), shutdown).await
+        Ok(herald_engine::server::run(cfg, Some(metrics), shutdown).await?)
     })
 }
 
@@ -154,7 +155,7 @@ fn import_consent(
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut conn = herald_engine::server::connect(&cfg, cfg.redis_response_timeout).await?;
+        let mut conn = herald_engine::conn::connect(&cfg.redis, cfg.redis.response_timeout).await?;
         let ledger = herald_engine::consent::ConsentLedger::default();
         let report = if file.as_os_str() == "-" {
             let stdin = std::io::stdin();

@@ -1,11 +1,6 @@
-//! The ingest contract (DESIGN §2): decoding and validating one queued message.
-//!
-//! Decoding is a single serde pass that borrows from the entry's bytes; only
-//! the fields a send needs are copied out. Anything that is not JSON, or JSON
-//! that breaks the contract, becomes a [`Rejection`] with a machine-readable
-//! reason and a human-readable detail — never a panic, never a silent drop.
-
-use std::borrow::Cow;
+//! The vocabulary every part shares: a message's category, the validated
+//! [`Message`], why one is rejected, tenants and E.164 numbers. The wire
+//! format that produces them is in `ingest::decode`.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -42,7 +37,101 @@ impl Category {
     }
 }
 
-/// Why a message was rejected (DESIGN §3, status `rejected`).
+/// Why a decided message got its status: the event's `reason`
+/// (docs/contracts.md#outcomes). One variant per reason string, so a
+/// deferral or suppression carries a typed reason from the stage that made
+/// it to the one place that records it (`delivery::events`). Rejections of
+/// undecodable input have their own [`RejectReason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    // deferred
+    /// A sending window is closed in some candidate zone.
+    QuietHours,
+    /// A frequency cap has no room.
+    FrequencyCap,
+    /// `send_at` is ahead.
+    SendAt,
+    /// A token bucket (carrier or sender lane) is full.
+    Throttled(Lane),
+    /// Every provider of the route has its circuit open (with `retrying`).
+    ProvidersUnavailable,
+    // suppressed
+    /// The purpose's consent was revoked.
+    OptedOut,
+    /// The purpose needs consent that is not on file.
+    NoConsent,
+    /// An ambiguous reply is under review.
+    ReviewHold,
+    /// No sending window opens in the rule table's horizon.
+    NoSendingWindow,
+    /// The body matches a blocked-content pattern.
+    ContentBlocked,
+    /// The tenant is paused.
+    Paused,
+    // rejected after decoding
+    /// Over the length limit once opt-out instructions are appended.
+    BodyTooLong,
+    // retrying / failed: the provider's answer
+    ProviderTransient,
+    InvalidNumber,
+    CarrierOptOut,
+    ProviderUnauthorized,
+    ProviderRejected,
+    /// The provider may have the message (a timeout after the request was
+    /// written, a crash during the send).
+    Ambiguous,
+    AttemptsExhausted,
+    // expired
+    ExpiresAt,
+    ExpiresBeforeSendAt,
+}
+
+/// The token bucket a throttled message found full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    Carrier,
+    Sender,
+}
+
+impl Lane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Carrier => "carrier",
+            Lane::Sender => "sender",
+        }
+    }
+}
+
+impl Reason {
+    /// The reason as events, records and metrics spell it (a contract).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::QuietHours => "quiet_hours",
+            Reason::FrequencyCap => "frequency_cap",
+            Reason::SendAt => "send_at",
+            Reason::Throttled(_) => "throttled",
+            Reason::ProvidersUnavailable => "providers_unavailable",
+            Reason::OptedOut => "opted_out",
+            Reason::NoConsent => "no_consent",
+            Reason::ReviewHold => "review_hold",
+            Reason::NoSendingWindow => "no_sending_window",
+            Reason::ContentBlocked => "content_blocked",
+            Reason::Paused => "paused",
+            Reason::BodyTooLong => "body_too_long",
+            Reason::ProviderTransient => "provider_transient",
+            Reason::InvalidNumber => "invalid_number",
+            Reason::CarrierOptOut => "carrier_opt_out",
+            Reason::ProviderUnauthorized => "provider_unauthorized",
+            Reason::ProviderRejected => "provider_rejected",
+            Reason::Ambiguous => "ambiguous",
+            Reason::AttemptsExhausted => "attempts_exhausted",
+            Reason::ExpiresAt => "expires_at",
+            Reason::ExpiresBeforeSendAt => "expires_before_send_at",
+        }
+    }
+}
+
+/// Why a message was rejected (docs/contracts.md#outcomes, status `rejected`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
     InvalidJson,
@@ -119,294 +208,11 @@ pub struct Message {
     pub meta: Option<Box<RawValue>>,
 }
 
-/// Limits applied while validating, from config.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_body_chars: usize,
-    pub max_entry_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_body_chars: 1_600,
-            max_entry_bytes: 64 * 1024,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct RawRecipient<'a> {
-    #[serde(borrow, default)]
-    tz: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    state: Option<Cow<'a, str>>,
-}
-
-/// The wire shape. Unknown fields are ignored (forward compatibility with
-/// newer producers); wrong types are errors.
-#[derive(Deserialize)]
-struct RawMessage<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow, default)]
-    tenant: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    to: Cow<'a, str>,
-    #[serde(borrow, default)]
-    body: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    template: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    vars: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    locale: Option<Cow<'a, str>>,
-    #[serde(default)]
-    category: Option<Category>,
-    #[serde(borrow, default)]
-    from: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    send_at: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    expires_at: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    recipient: Option<RawRecipient<'a>>,
-    #[serde(borrow, default)]
-    debt_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    carrier: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    meta: Option<&'a RawValue>,
-}
-
-/// Only the identifying fields, read leniently to label a rejection.
-#[derive(Deserialize)]
-struct IdOnly<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tenant: Option<Cow<'a, str>>,
-}
-
 pub const DEFAULT_TENANT: &str = "default";
-const MAX_ID_CHARS: usize = 128;
-const MAX_TENANT_CHARS: usize = 64;
-
-/// Decode and validate one entry's `msg` bytes.
-pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, Rejection> {
-    if bytes.len() > limits.max_entry_bytes {
-        let mut r = reject(
-            RejectReason::EntryTooLarge,
-            format!(
-                "entry is {} bytes, the limit is {} (dispatch.max_entry_bytes)",
-                bytes.len(),
-                limits.max_entry_bytes
-            ),
-        );
-        label(&mut r, bytes);
-        return Err(r);
-    }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        reject(
-            RejectReason::InvalidUtf8,
-            format!("entry is not UTF-8: {e}"),
-        )
-    })?;
-    let raw: RawMessage<'_> = match serde_json::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => return Err(classify_serde_error(text, e)),
-    };
-    validate(raw, limits)
-}
-
-/// Check `recipient.tz` (an IANA zone) and `recipient.state` (a US state or
-/// territory code): a typo must not silently drop a quiet-hours candidate.
-pub fn validate_recipient(tz: Option<&str>, state: Option<&str>) -> Result<(), String> {
-    if let Some(tz) = tz
-        && crate::policy::zones::Zone::by_name(tz).is_none()
-    {
-        return Err(format!("`recipient.tz` `{tz}` is not an IANA time zone"));
-    }
-    if let Some(st) = state
-        && st.parse::<crate::policy::zones::StateCode>().is_err()
-    {
-        return Err(format!(
-            "`recipient.state` `{st}` is not a US state or territory code"
-        ));
-    }
-    Ok(())
-}
-
-fn reject(reason: RejectReason, detail: String) -> Rejection {
-    Rejection {
-        reason,
-        detail,
-        id: None,
-        tenant: None,
-    }
-}
-
-/// Best effort: attach id and tenant to a rejection if the entry is a JSON
-/// object that has them as strings.
-fn label(r: &mut Rejection, bytes: &[u8]) {
-    if let Ok(ids) = serde_json::from_slice::<IdOnly<'_>>(bytes) {
-        r.id = ids.id.map(|s| truncate(&s, MAX_ID_CHARS));
-        r.tenant = ids.tenant.map(|s| truncate(&s, MAX_TENANT_CHARS));
-    }
-}
-
-fn truncate(s: &str, max_chars: usize) -> String {
-    s.chars().take(max_chars).collect()
-}
-
-fn classify_serde_error(text: &str, e: serde_json::Error) -> Rejection {
-    use serde_json::error::Category as C;
-    let reason = match e.classify() {
-        C::Syntax | C::Eof | C::Io => RejectReason::InvalidJson,
-        C::Data => {
-            let msg = e.to_string();
-            if msg.starts_with("missing field") {
-                RejectReason::MissingField
-            } else if !text.trim_start().starts_with('{') {
-                // Valid JSON, but not an object (an array, a string…).
-                RejectReason::InvalidJson
-            } else {
-                RejectReason::InvalidField
-            }
-        }
-    };
-    let mut r = reject(reason, e.to_string());
-    if reason != RejectReason::InvalidJson {
-        label(&mut r, text.as_bytes());
-    }
-    r
-}
-
-fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> {
-    let id = raw.id;
-    let tenant = raw.tenant.unwrap_or(Cow::Borrowed(DEFAULT_TENANT));
-    let fail = |reason: RejectReason, detail: String| Rejection {
-        reason,
-        detail,
-        id: Some(truncate(&id, MAX_ID_CHARS)),
-        tenant: Some(truncate(&tenant, MAX_TENANT_CHARS)),
-    };
-
-    let id_chars = id.chars().count();
-    if id_chars == 0 || id_chars > MAX_ID_CHARS {
-        return Err(fail(
-            RejectReason::InvalidField,
-            format!("`id` must be 1–{MAX_ID_CHARS} characters, got {id_chars}"),
-        ));
-    }
-    if !valid_tenant(&tenant) {
-        return Err(fail(
-            RejectReason::InvalidTenant,
-            format!(
-                "`tenant` must be 1–{MAX_TENANT_CHARS} characters of letters, digits, `_`, `-`, `.`"
-            ),
-        ));
-    }
-
-    let to = match parse_e164(&raw.to) {
-        Ok(n) => n,
-        Err(why) => return Err(fail(RejectReason::InvalidNumber, why)),
-    };
-
-    let body = match (raw.body, raw.template) {
-        (Some(_), Some(_)) => {
-            return Err(fail(
-                RejectReason::InvalidField,
-                "give one of `body` or `template`, not both".into(),
-            ));
-        }
-        (None, None) => {
-            return Err(fail(
-                RejectReason::MissingField,
-                "one of `body` or `template` is required".into(),
-            ));
-        }
-        (None, Some(name)) => {
-            // Templates are not part of this release: refuse clearly rather
-            // than send an unrendered name.
-            let _ = (raw.vars, raw.locale);
-            return Err(fail(
-                RejectReason::UnknownTemplate,
-                format!("template `{name}` is not defined"),
-            ));
-        }
-        (Some(body), None) => body,
-    };
-    if body.is_empty() {
-        return Err(fail(
-            RejectReason::InvalidField,
-            "`body` must not be empty".into(),
-        ));
-    }
-    let chars = body.chars().count();
-    if chars > limits.max_body_chars {
-        return Err(fail(
-            RejectReason::BodyTooLong,
-            format!(
-                "`body` is {chars} characters, the limit is {}",
-                limits.max_body_chars
-            ),
-        ));
-    }
-
-    let send_at = match raw.send_at.as_deref().map(parse_instant) {
-        None => None,
-        Some(Ok(t)) => Some(t),
-        Some(Err(e)) => {
-            return Err(fail(
-                RejectReason::InvalidField,
-                format!("`send_at` is not RFC 3339: {e}"),
-            ));
-        }
-    };
-    let expires_at = match raw.expires_at.as_deref().map(parse_instant) {
-        None => None,
-        Some(Ok(t)) => Some(t),
-        Some(Err(e)) => {
-            return Err(fail(
-                RejectReason::InvalidField,
-                format!("`expires_at` is not RFC 3339: {e}"),
-            ));
-        }
-    };
-
-    let (recipient_tz, recipient_state) = match raw.recipient {
-        None => (None, None),
-        Some(r) => {
-            if let Err(e) = validate_recipient(r.tz.as_deref(), r.state.as_deref()) {
-                return Err(fail(RejectReason::InvalidField, e));
-            }
-            (
-                r.tz.map(|t| Box::from(&*t)),
-                r.state.map(|s| s.to_ascii_uppercase().into_boxed_str()),
-            )
-        }
-    };
-
-    Ok(Message {
-        id: id.into_owned(),
-        tenant: tenant.into_owned(),
-        to,
-        body: body.into_owned(),
-        category: raw.category.unwrap_or(Category::Transactional),
-        from: raw.from.map(|f| Box::from(&*f)),
-        send_at,
-        expires_at,
-        recipient_tz,
-        recipient_state,
-        debt_id: raw.debt_id.map(|d| Box::from(&*d)),
-        carrier: raw
-            .carrier
-            .filter(|c| !c.is_empty())
-            .map(|c| Box::from(&*c)),
-        meta: raw.meta.map(RawValue::to_owned),
-    })
-}
+/// Longest producer id (`id`).
+pub const MAX_ID_CHARS: usize = 128;
+/// Longest tenant name.
+pub const MAX_TENANT_CHARS: usize = 64;
 
 /// A tenant name: 1–64 letters, digits, `_`, `-`, `.` (no `:`, so Redis
 /// keys that embed it stay unambiguous).
@@ -415,11 +221,6 @@ pub fn valid_tenant(t: &str) -> bool {
         && t.len() <= MAX_TENANT_CHARS
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-fn parse_instant(s: &str) -> Result<i64, jiff::Error> {
-    let ts: jiff::Timestamp = s.parse()?;
-    Ok(ts.as_millisecond())
 }
 
 /// Parse and validate an E.164 number, returning its digits as an integer.
@@ -480,179 +281,6 @@ impl E164 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn limits() -> Limits {
-        Limits::default()
-    }
-
-    fn ok(json: &str) -> Message {
-        match decode(json.as_bytes(), &limits()) {
-            Ok(m) => m,
-            Err(r) => panic!("expected valid, got {r:?}"),
-        }
-    }
-
-    fn rejected(json: &[u8]) -> Rejection {
-        match decode(json, &limits()) {
-            Ok(m) => panic!("expected rejection, got {m:?}"),
-            Err(r) => r,
-        }
-    }
-
-    #[test]
-    fn minimal_message_gets_contract_defaults() {
-        let m = ok(r#"{"id":"a1","to":"+14155552671","body":"hi"}"#);
-        assert_eq!(m.tenant, "default");
-        assert_eq!(m.category, Category::Transactional);
-        assert_eq!(m.to, 14155552671);
-        assert_eq!(E164::render(m.to).as_str(), "+14155552671");
-        assert!(m.meta.is_none());
-    }
-
-    #[test]
-    fn every_contract_field_is_read() {
-        let m = ok(
-            r#"{"id":"a1","tenant":"acme","to":"+14155552671","body":"hi",
-            "category":"collections","from":"+15005550006",
-            "send_at":"2026-12-01T15:00:00Z","expires_at":"2026-12-02T15:00:00-05:00",
-            "recipient":{"tz":"America/Phoenix","state":"az"},"debt_id":"D-9",
-            "meta":{"loan":"L-1","n":[1,2]}, "unknown_future_field": {"x": 1}}"#,
-        );
-        assert_eq!(m.tenant, "acme");
-        assert_eq!(m.category, Category::Collections);
-        assert_eq!(m.from.as_deref(), Some("+15005550006"));
-        assert_eq!(m.send_at, Some(1_796_137_200_000));
-        assert_eq!(m.expires_at, Some(1_796_241_600_000));
-        assert_eq!(m.recipient_tz.as_deref(), Some("America/Phoenix"));
-        assert_eq!(m.recipient_state.as_deref(), Some("AZ"));
-        assert_eq!(m.debt_id.as_deref(), Some("D-9"));
-        // meta is echoed byte for byte
-        assert_eq!(
-            m.meta.as_ref().map(|r| r.get()),
-            Some(r#"{"loan":"L-1","n":[1,2]}"#)
-        );
-    }
-
-    #[test]
-    fn bad_input_is_rejected_with_a_reason() {
-        let long_body = format!(
-            r#"{{"id":"x","to":"+14155552671","body":"{}"}}"#,
-            "a".repeat(1601)
-        );
-        let huge = format!(
-            r#"{{"id":"big","to":"+14155552671","body":"hi","meta":"{}"}}"#,
-            "z".repeat(100 * 1024)
-        );
-        let cases: Vec<(&[u8], RejectReason, Option<&str>)> = vec![
-            (b"not json", RejectReason::InvalidJson, None),
-            (b"{\"id\":", RejectReason::InvalidJson, None),
-            (b"[1,2,3]", RejectReason::InvalidJson, None),
-            (b"\"a string\"", RejectReason::InvalidJson, None),
-            (b"{\"id\":\"x\xff\"}", RejectReason::InvalidUtf8, None),
-            (
-                br#"{"to":"+14155552671","body":"hi"}"#,
-                RejectReason::MissingField,
-                None,
-            ),
-            (
-                br#"{"id":"m1","body":"hi"}"#,
-                RejectReason::MissingField,
-                Some("m1"),
-            ),
-            (
-                br#"{"id":"m2","to":"+14155552671"}"#,
-                RejectReason::MissingField,
-                Some("m2"),
-            ),
-            (
-                br#"{"id":"m3","to":"4155552671","body":"hi"}"#,
-                RejectReason::InvalidNumber,
-                Some("m3"),
-            ),
-            (
-                br#"{"id":"m4","to":"+1415555","body":"hi"}"#,
-                RejectReason::InvalidNumber,
-                Some("m4"),
-            ),
-            (
-                br#"{"id":"m5","to":"+10005552671","body":"hi"}"#,
-                RejectReason::InvalidNumber,
-                Some("m5"),
-            ),
-            (
-                br#"{"id":"m6","to":"+14155552671","body":5}"#,
-                RejectReason::InvalidField,
-                Some("m6"),
-            ),
-            (
-                br#"{"id":7,"to":"+14155552671","body":"hi"}"#,
-                RejectReason::InvalidField,
-                None,
-            ),
-            (
-                br#"{"id":"m8","to":"+14155552671","body":"hi","category":"spam"}"#,
-                RejectReason::InvalidField,
-                Some("m8"),
-            ),
-            (
-                br#"{"id":"m9","to":"+14155552671","body":"hi","send_at":"tomorrow"}"#,
-                RejectReason::InvalidField,
-                Some("m9"),
-            ),
-            (
-                br#"{"id":"m10","to":"+14155552671","template":"welcome"}"#,
-                RejectReason::UnknownTemplate,
-                Some("m10"),
-            ),
-            (
-                br#"{"id":"m11","to":"+14155552671","body":"a","template":"b"}"#,
-                RejectReason::InvalidField,
-                Some("m11"),
-            ),
-            (
-                br#"{"id":"","to":"+14155552671","body":"hi"}"#,
-                RejectReason::InvalidField,
-                Some(""),
-            ),
-            (
-                br#"{"id":"m13","tenant":"a:b","to":"+14155552671","body":"hi"}"#,
-                RejectReason::InvalidTenant,
-                Some("m13"),
-            ),
-            (
-                br#"{"id":"m14","to":"+14155552671","body":"hi","recipient":{"tz":"Mars/Olympus"}}"#,
-                RejectReason::InvalidField,
-                Some("m14"),
-            ),
-            (long_body.as_bytes(), RejectReason::BodyTooLong, Some("x")),
-            (huge.as_bytes(), RejectReason::EntryTooLarge, Some("big")),
-        ];
-        for (input, reason, id) in cases {
-            let r = rejected(input);
-            assert_eq!(
-                r.reason,
-                reason,
-                "{:?}: {r:?}",
-                String::from_utf8_lossy(input)
-            );
-            assert_eq!(r.id.as_deref(), id, "{:?}", String::from_utf8_lossy(input));
-            assert!(!r.detail.is_empty());
-        }
-    }
-
-    #[test]
-    fn body_limit_counts_characters_not_bytes() {
-        // 1,600 two-byte characters is within Twilio's 1,600-character cap.
-        let body = "é".repeat(1600);
-        let json = format!(r#"{{"id":"u","to":"+14155552671","body":"{body}"}}"#);
-        assert_eq!(ok(&json).body.chars().count(), 1600);
-    }
-
-    #[test]
-    fn escaped_json_strings_are_unescaped() {
-        let m = ok(r#"{"id":"e","to":"+14155552671","body":"line1\nline2 \u00e9"}"#);
-        assert_eq!(m.body, "line1\nline2 é");
-    }
 
     #[test]
     fn cached_validity_never_admits_an_invalid_number() {

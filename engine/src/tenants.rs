@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::Conn;
+use crate::conn::Conn;
 
 use crate::keys::PAUSED;
 

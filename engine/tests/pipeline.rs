@@ -828,7 +828,7 @@ async fn trimming_the_queue_keeps_pending_and_unread_entries() {
         let mut conn = conn.clone();
         async move {
             let n: u64 = redis::cmd("EVAL")
-                .arg(herald_engine::queue::TRIM_LUA)
+                .arg(herald_engine::ingest::trim::TRIM_LUA)
                 .arg(1)
                 .arg(stream)
                 .query_async(&mut conn)

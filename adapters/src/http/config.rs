@@ -3,9 +3,71 @@
 
 use std::fmt;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
+use std::collections::BTreeMap;
 
+use http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
+use serde::Deserialize;
+
+use crate::config::{ConfigError, required};
+use crate::connection;
 use crate::{ConnectionSettings, transport};
+
+const KIND: &str = "http provider";
+
+/// `providers.<name>` with `kind = "http"`, as the operator writes it (the
+/// engine takes `kind` and `max_concurrency` off first).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProviderConfig {
+    pub url: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub id_field: Option<String>,
+    pub from: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub http2: Option<bool>,
+}
+
+impl fmt::Debug for HttpProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values are credentials more often than not.
+        let header_names: Vec<&str> = self.headers.keys().map(String::as_str).collect();
+        f.debug_struct("HttpProviderConfig")
+            .field("url", &self.url)
+            .field("headers", &header_names)
+            .field("id_field", &self.id_field)
+            .field("from", &self.from)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("http2", &self.http2)
+            .finish()
+    }
+}
+
+impl HttpProviderConfig {
+    /// The settings, validated as [`HttpProvider::new`](super::HttpProvider::new)
+    /// validates them, or the first key that cannot work.
+    pub fn into_settings(self) -> Result<HttpSettings, ConfigError> {
+        let mut s = HttpSettings {
+            url: required(KIND, "url", self.url, "an http provider")?,
+            headers: self.headers.into_iter().collect(),
+            from: self.from.filter(|v| !v.is_empty()),
+            connection: connection::from_keys(
+                KIND,
+                self.timeout_ms,
+                self.connect_timeout_ms,
+                self.http2,
+            )?,
+            ..Default::default()
+        };
+        if let Some(f) = self.id_field {
+            s.id_field = f;
+        }
+        super::HttpProvider::new(s.clone())?;
+        Ok(s)
+    }
+}
 
 /// Settings for [`HttpProvider`](super::HttpProvider).
 ///
@@ -55,19 +117,8 @@ impl fmt::Debug for HttpSettings {
     }
 }
 
-/// An http-provider setting that cannot work, naming the key and the reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid http provider setting `{key}`: {reason}")]
-pub struct HttpConfigError {
-    pub key: &'static str,
-    pub reason: String,
-}
-
-fn invalid(key: &'static str, reason: impl Into<String>) -> HttpConfigError {
-    HttpConfigError {
-        key,
-        reason: reason.into(),
-    }
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::new(KIND, key, reason)
 }
 
 /// Headers Herald writes itself: a second value would make the request
@@ -93,7 +144,7 @@ pub(super) struct ValidSettings {
     pub from: Option<String>,
 }
 
-pub(super) fn validate(s: &HttpSettings) -> Result<ValidSettings, HttpConfigError> {
+pub(super) fn validate(s: &HttpSettings) -> Result<ValidSettings, ConfigError> {
     let url = s.url.trim();
     if url.is_empty() {
         return Err(invalid("url", "is empty"));

@@ -23,7 +23,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
 use http_body_util::Full;
 
-pub use config::{HttpConfigError, HttpSettings};
+use crate::config::ConfigError;
+pub use config::{HttpProviderConfig, HttpSettings};
 
 use crate::transport::HttpClient;
 use crate::{Accepted, PermanentKind, Provider, SendError, SendRequest};
@@ -50,7 +51,7 @@ struct Inner {
 
 impl HttpProvider {
     /// Validate `settings` and build the client. Needs no runtime; sends do.
-    pub fn new(settings: HttpSettings) -> Result<Self, HttpConfigError> {
+    pub fn new(settings: HttpSettings) -> Result<Self, ConfigError> {
         let valid = config::validate(&settings)?;
         Ok(HttpProvider {
             inner: Arc::new(Inner {

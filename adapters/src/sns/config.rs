@@ -3,8 +3,80 @@
 use std::fmt;
 
 use http::Uri;
+use serde::Deserialize;
 
+use crate::config::{ConfigError, required};
+use crate::connection;
 use crate::{ConnectionSettings, transport};
+
+const KIND: &str = "sns";
+
+/// `providers.<name>` with `kind = "sns"`, as the operator writes it (the
+/// engine takes `kind` and `max_concurrency` off first).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SnsConfig {
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub endpoint: Option<String>,
+    pub origination_number: Option<String>,
+    /// Another name for `origination_number`, as the other providers spell
+    /// their default sender.
+    pub from: Option<String>,
+    pub sender_id: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub http2: Option<bool>,
+}
+
+impl fmt::Debug for SnsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("SnsConfig")
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &redacted(&self.secret_access_key))
+            .field("session_token", &redacted(&self.session_token))
+            .field("endpoint", &self.endpoint)
+            .field("origination_number", &self.origination_number)
+            .field("from", &self.from)
+            .field("sender_id", &self.sender_id)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("http2", &self.http2)
+            .finish()
+    }
+}
+
+impl SnsConfig {
+    /// The settings, validated as [`SnsProvider::new`](super::SnsProvider::new)
+    /// validates them, or the first key that cannot work.
+    pub fn into_settings(self) -> Result<SnsSettings, ConfigError> {
+        let what = "an sns provider";
+        let s = SnsSettings {
+            region: required(KIND, "region", self.region, what)?,
+            access_key_id: required(KIND, "access_key_id", self.access_key_id, what)?,
+            secret_access_key: required(KIND, "secret_access_key", self.secret_access_key, what)?,
+            session_token: self.session_token.filter(|v| !v.is_empty()),
+            endpoint: self.endpoint.filter(|v| !v.is_empty()),
+            origination_number: self
+                .origination_number
+                .or(self.from)
+                .filter(|v| !v.is_empty()),
+            sender_id: self.sender_id.filter(|v| !v.is_empty()),
+            connection: connection::from_keys(
+                KIND,
+                self.timeout_ms,
+                self.connect_timeout_ms,
+                self.http2,
+            )?,
+        };
+        super::SnsProvider::new(s.clone())?;
+        Ok(s)
+    }
+}
 
 /// Settings for [`SnsProvider`](super::SnsProvider).
 ///
@@ -55,19 +127,8 @@ impl fmt::Debug for SnsSettings {
     }
 }
 
-/// An SNS setting that cannot work, naming the key and the reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid sns setting `{key}`: {reason}")]
-pub struct SnsConfigError {
-    pub key: &'static str,
-    pub reason: String,
-}
-
-fn invalid(key: &'static str, reason: impl Into<String>) -> SnsConfigError {
-    SnsConfigError {
-        key,
-        reason: reason.into(),
-    }
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::new(KIND, key, reason)
 }
 
 /// The parts of [`SnsSettings`] the hot path uses, checked and precomputed.
@@ -82,7 +143,7 @@ pub(super) struct ValidSettings {
     pub session_token: Option<String>,
 }
 
-pub(super) fn validate(s: &SnsSettings) -> Result<ValidSettings, SnsConfigError> {
+pub(super) fn validate(s: &SnsSettings) -> Result<ValidSettings, ConfigError> {
     let region = s.region.trim();
     if region.is_empty() {
         return Err(invalid("region", "is empty"));

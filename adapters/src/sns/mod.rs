@@ -24,7 +24,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Uri, header};
 use http_body_util::Full;
 
-pub use config::{SnsConfigError, SnsSettings};
+use crate::config::ConfigError;
+pub use config::{SnsConfig, SnsSettings};
 
 use crate::transport::HttpClient;
 use crate::{Accepted, Provider, SendError, SendRequest};
@@ -63,11 +64,14 @@ struct Inner {
 
 impl SnsProvider {
     /// Validate `settings` and build the client. Needs no runtime; sends do.
-    pub fn new(settings: SnsSettings) -> Result<Self, SnsConfigError> {
+    pub fn new(settings: SnsSettings) -> Result<Self, ConfigError> {
         let valid = config::validate(&settings)?;
-        let host_header = HeaderValue::from_str(&valid.host).map_err(|_| SnsConfigError {
-            key: "endpoint",
-            reason: format!("host `{}` is not a valid Host header", valid.host),
+        let host_header = HeaderValue::from_str(&valid.host).map_err(|_| {
+            ConfigError::new(
+                "sns",
+                "endpoint",
+                format!("host `{}` is not a valid Host header", valid.host),
+            )
         })?;
         let region = settings.region.trim().to_owned();
         let identity = Identity::from(Credentials::new(

@@ -3,8 +3,77 @@
 use std::fmt;
 
 use http::Uri;
+use serde::Deserialize;
 
-use crate::ConnectionSettings;
+use crate::config::{ConfigError, required};
+use crate::connection::{self, ConnectionSettings};
+
+const KIND: &str = "twilio";
+
+/// `providers.<name>` with `kind = "twilio"`, as the operator writes it
+/// (the engine takes `kind` and `max_concurrency` off first). Every key is
+/// optional to serde, so a missing one is refused by
+/// [`TwilioConfig::into_settings`] with the key's name and the reason.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    pub base_url: Option<String>,
+    pub account_sid: Option<String>,
+    pub auth_token: Option<String>,
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    pub status_callback: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub http2: Option<bool>,
+}
+
+impl fmt::Debug for TwilioConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioConfig")
+            .field("base_url", &self.base_url)
+            .field("account_sid", &self.account_sid)
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("from", &self.from)
+            .field("messaging_service_sid", &self.messaging_service_sid)
+            .field("status_callback", &self.status_callback)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("http2", &self.http2)
+            .finish()
+    }
+}
+
+impl TwilioConfig {
+    /// The settings, or the first key that cannot work. The URL and ids
+    /// are checked again, fully, by [`TwilioProvider::new`](super::TwilioProvider::new).
+    pub fn into_settings(self) -> Result<TwilioSettings, ConfigError> {
+        let mut s = TwilioSettings::default();
+        if let Some(url) = self.base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid("base_url", "must be an http:// or https:// URL"));
+            }
+            s.base_url = url.trim_end_matches('/').to_string();
+        }
+        s.account_sid = required(KIND, "account_sid", self.account_sid, "a twilio provider")?;
+        s.auth_token = required(KIND, "auth_token", self.auth_token, "a twilio provider")?;
+        s.from = self.from.filter(|v| !v.is_empty());
+        s.messaging_service_sid = self.messaging_service_sid.filter(|v| !v.is_empty());
+        if s.from.is_none() && s.messaging_service_sid.is_none() {
+            return Err(invalid(
+                "from",
+                "a twilio provider needs `from` or `messaging_service_sid`",
+            ));
+        }
+        s.status_callback = self.status_callback;
+        s.connection =
+            connection::from_keys(KIND, self.timeout_ms, self.connect_timeout_ms, self.http2)?;
+        Ok(s)
+    }
+}
 
 /// Settings for [`TwilioProvider`](super::TwilioProvider).
 ///
@@ -57,19 +126,8 @@ impl fmt::Debug for TwilioSettings {
     }
 }
 
-/// A Twilio setting that cannot work, naming the key and the reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid twilio setting `{key}`: {reason}")]
-pub struct TwilioConfigError {
-    pub key: &'static str,
-    pub reason: String,
-}
-
-fn invalid(key: &'static str, reason: impl Into<String>) -> TwilioConfigError {
-    TwilioConfigError {
-        key,
-        reason: reason.into(),
-    }
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::new(KIND, key, reason)
 }
 
 /// The parts of [`TwilioSettings`] the hot path uses, checked and precomputed.
@@ -81,7 +139,7 @@ pub(super) struct ValidSettings {
     pub status_callback: Option<String>,
 }
 
-pub(super) fn validate(s: &TwilioSettings) -> Result<ValidSettings, TwilioConfigError> {
+pub(super) fn validate(s: &TwilioSettings) -> Result<ValidSettings, ConfigError> {
     let base = s.base_url.trim();
     let base_uri: Uri = base
         .parse()
@@ -162,7 +220,7 @@ pub(super) fn validate(s: &TwilioSettings) -> Result<ValidSettings, TwilioConfig
     })
 }
 
-fn non_empty(key: &'static str, v: &Option<String>) -> Result<Option<String>, TwilioConfigError> {
+fn non_empty(key: &'static str, v: &Option<String>) -> Result<Option<String>, ConfigError> {
     match v {
         None => Ok(None),
         Some(s) if s.trim().is_empty() => Err(invalid(key, "is set but empty")),

@@ -34,9 +34,9 @@ use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::Full;
 use serde::Deserialize;
 
-use super::TwilioConfigError;
 use super::TwilioSettings;
 use crate::SendError;
+use crate::config::ConfigError;
 use crate::pool::{Pool, PoolSettings};
 use crate::transport::{self, HttpClient};
 
@@ -118,16 +118,13 @@ impl fmt::Debug for TwilioLookupSettings {
     }
 }
 
-fn invalid(key: &'static str, reason: impl Into<String>) -> TwilioConfigError {
-    TwilioConfigError {
-        key,
-        reason: reason.into(),
-    }
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::new("twilio", key, reason)
 }
 
 /// `{base_url}/v2/PhoneNumbers/%2B`: the number's digits and the query are
 /// appended per lookup.
-fn validate(s: &TwilioLookupSettings) -> Result<String, TwilioConfigError> {
+fn validate(s: &TwilioLookupSettings) -> Result<String, ConfigError> {
     let base = s.base_url.trim();
     let uri = transport::absolute_http_url(base).map_err(|reason| invalid("base_url", reason))?;
     if uri.query().is_some() {
@@ -258,7 +255,7 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 impl TwilioLookup {
     /// Validate `settings` and build the client. Needs no runtime; lookups do.
-    pub fn new(settings: TwilioLookupSettings) -> Result<Self, TwilioConfigError> {
+    pub fn new(settings: TwilioLookupSettings) -> Result<Self, ConfigError> {
         let prefix = validate(&settings)?;
         let credentials = format!("{}:{}", settings.account_sid, settings.auth_token);
         let mut authorization = HeaderValue::try_from(format!(

@@ -24,7 +24,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Uri, header};
 use http_body_util::Full;
 
-pub use config::{TwilioConfigError, TwilioSettings};
+use crate::config::ConfigError;
+pub use config::{TwilioConfig, TwilioSettings};
 
 use crate::transport::HttpClient;
 use crate::{Accepted, PermanentKind, Provider, SendError, SendRequest};
@@ -55,16 +56,19 @@ struct Inner {
 
 impl TwilioProvider {
     /// Validate `settings` and build the client. Needs no runtime; sends do.
-    pub fn new(settings: TwilioSettings) -> Result<Self, TwilioConfigError> {
+    pub fn new(settings: TwilioSettings) -> Result<Self, ConfigError> {
         let valid = config::validate(&settings)?;
         let credentials = format!("{}:{}", settings.account_sid, settings.auth_token);
         let mut authorization = HeaderValue::try_from(format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(credentials)
         ))
-        .map_err(|_| TwilioConfigError {
-            key: "auth_token",
-            reason: "contains characters not allowed in an HTTP header".to_owned(),
+        .map_err(|_| {
+            ConfigError::new(
+                "twilio",
+                "auth_token",
+                "contains characters not allowed in an HTTP header",
+            )
         })?;
         authorization.set_sensitive(true);
 

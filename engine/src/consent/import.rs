@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::ledger::{Change, ConsentLedger, Only};
 use super::replica::PurposeState;
 use crate::consent::ConsentKind;
+use crate::error::Error;
 use crate::model::{self, Category};
 
 #[derive(Deserialize)]
@@ -51,16 +52,16 @@ const BATCH: usize = 1_000;
 
 /// Import JSON lines from `input`; `by` names who ran the import (audit).
 pub async fn import_jsonl(
-    conn: &mut crate::queue::Conn,
+    conn: &mut crate::conn::Conn,
     ledger: &ConsentLedger,
     input: impl BufRead,
     by: &str,
-) -> anyhow::Result<ImportReport> {
+) -> Result<ImportReport, Error> {
     let mut report = ImportReport::default();
     let mut batch: Vec<Parsed> = Vec::with_capacity(BATCH);
     for (i, line) in input.lines().enumerate() {
         let n = i as u64 + 1;
-        let line = line?;
+        let line = line.map_err(|e| Error::host(format!("line {n}"), e))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -123,12 +124,12 @@ fn parse(line: &str) -> Result<Parsed, String> {
 }
 
 async fn flush(
-    conn: &mut crate::queue::Conn,
+    conn: &mut crate::conn::Conn,
     ledger: &ConsentLedger,
     batch: &mut Vec<Parsed>,
     by: &str,
     report: &mut ImportReport,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -150,7 +151,10 @@ async fn flush(
             },
         );
     }
-    let replies: Vec<(String, String)> = pipe.query_async(conn).await?;
+    let replies: Vec<(String, String)> = pipe
+        .query_async(conn)
+        .await
+        .map_err(|e| Error::redis("import consent", e))?;
     report.records += batch.len() as u64;
     report.changed += replies.iter().filter(|(_, c)| !c.is_empty()).count() as u64;
     batch.clear();

@@ -27,9 +27,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::replica::{NumberState, PurposeState, Replica};
+use crate::conn::Conn;
 use crate::consent::ConsentKind;
 use crate::model::Category;
-use crate::queue::Conn;
 
 use crate::keys;
 

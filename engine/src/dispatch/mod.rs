@@ -9,36 +9,46 @@
 //! memory never grows with the queue's length.
 
 pub mod backoff;
+pub mod config;
+pub mod hold;
 pub mod pipeline;
+mod send;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use self::config::DispatchConfig;
+use crate::conn::{Backoff, Conn};
+use crate::delivery::config::EventsConfig;
+use crate::delivery::outcome::{OutcomeSender, StatusCounts};
+use crate::delivery::writer::{self, WriterConfig};
+use crate::ingest::config::QueueConfig;
+use crate::ingest::decode::Limits;
+use crate::ingest::stream;
 use crate::keys;
-use crate::model::Limits;
-use crate::outcome::{self, OutcomeSender, WriterConfig};
 use crate::providers::Providers;
-use crate::queue::{self, Conn};
 use crate::telemetry;
+use crate::throttle::ThrottleConfig;
+use crate::throttle::config::CarrierLookupConfig;
 
 /// What every shard and send task shares. Immutable after start-up.
 pub struct Dispatcher {
-    pub cfg: Config,
+    pub dispatch: DispatchConfig,
+    pub queue: QueueConfig,
+    pub events: EventsConfig,
     pub limits: Limits,
     pub providers: Providers,
     /// `dispatch.max_in_flight` permits.
     pub in_flight: Arc<Semaphore>,
-    pub release_script: redis::Script,
     pub shutdown: CancellationToken,
     pub streams: Arc<[String]>,
     /// Paused tenants (lock-free snapshot, refreshed from Redis).
     pub pauses: Arc<crate::tenants::TenantPauses>,
     /// Outcomes recorded since start, by status.
-    pub counts: Arc<outcome::StatusCounts>,
+    pub counts: Arc<StatusCounts>,
     /// Permits shards hold for a read still waiting on Redis: reserved, not
     /// messages in flight.
     pub reserved_for_reads: std::sync::atomic::AtomicUsize,
@@ -55,17 +65,38 @@ pub struct Dispatcher {
     pub lookups: std::sync::Mutex<Option<crate::throttle::carrier::LookupRequests>>,
 }
 
+/// What a dispatcher is made of: its settings and the shared state it
+/// reads (`server` takes them from the config).
+pub struct Parts {
+    pub dispatch: DispatchConfig,
+    pub queue: QueueConfig,
+    pub events: EventsConfig,
+    pub throttle: Option<ThrottleConfig>,
+    pub carrier_lookup: Option<CarrierLookupConfig>,
+    pub policy: Arc<crate::policy::Policy>,
+    pub providers: Providers,
+    pub consent: Arc<crate::consent::ConsentLedger>,
+    /// Stops the shards' reads.
+    pub shutdown: CancellationToken,
+}
+
 impl Dispatcher {
-    pub fn new(
-        cfg: Config,
-        providers: Providers,
-        consent: Arc<crate::consent::ConsentLedger>,
-        shutdown: CancellationToken,
-    ) -> Dispatcher {
-        let streams: Arc<[String]> = (0..cfg.partitions).map(keys::queue).collect();
+    pub fn new(p: Parts) -> Dispatcher {
+        let Parts {
+            dispatch,
+            queue,
+            events,
+            throttle,
+            carrier_lookup,
+            policy,
+            providers,
+            consent,
+            shutdown,
+        } = p;
+        let streams: Arc<[String]> = (0..queue.partitions).map(keys::queue).collect();
         let mut lookups = None;
-        let throttle = cfg.throttle.as_ref().map(|t| {
-            let carriers = match &cfg.carrier_lookup {
+        let throttle = throttle.as_ref().map(|t| {
+            let carriers = match &carrier_lookup {
                 Some(l) => {
                     let (c, requests) =
                         crate::throttle::Carriers::with_lookups(t, l.cache_slots, l.queue);
@@ -78,29 +109,30 @@ impl Dispatcher {
         });
         Dispatcher {
             limits: Limits {
-                max_body_chars: cfg.dispatch.max_body_chars,
-                max_entry_bytes: cfg.dispatch.max_entry_bytes,
+                max_body_chars: dispatch.max_body_chars,
+                max_entry_bytes: dispatch.max_entry_bytes,
             },
-            in_flight: Arc::new(Semaphore::new(cfg.dispatch.max_in_flight)),
-            release_script: redis::Script::new(queue::RELEASE_LUA),
+            in_flight: Arc::new(Semaphore::new(dispatch.max_in_flight)),
             providers,
             shutdown,
             streams,
             pauses: Arc::default(),
             counts: Arc::default(),
             reserved_for_reads: std::sync::atomic::AtomicUsize::new(0),
-            policy: Arc::clone(&cfg.policy),
+            policy,
             consent,
             cap_script: redis::Script::new(crate::policy::caps::CAP_LUA),
             throttle,
             lookups: std::sync::Mutex::new(lookups),
-            cfg,
+            dispatch,
+            queue,
+            events,
         }
     }
 
     /// Messages currently held between read and recorded outcome.
     pub fn in_flight(&self) -> usize {
-        let held = self.cfg.dispatch.max_in_flight - self.in_flight.available_permits();
+        let held = self.dispatch.max_in_flight - self.in_flight.available_permits();
         held.saturating_sub(
             self.reserved_for_reads
                 .load(std::sync::atomic::Ordering::Relaxed),
@@ -109,10 +141,10 @@ impl Dispatcher {
 
     pub fn writer_config(&self) -> WriterConfig {
         WriterConfig {
-            events_max_len: self.cfg.events_max_len,
-            dlq_max_len: self.cfg.dlq_max_len,
-            delete_acked: self.cfg.delete_acked,
-            state_ttl: self.cfg.dispatch.idempotency_ttl,
+            events_max_len: self.events.max_len,
+            dlq_max_len: self.events.dlq_max_len,
+            delete_acked: self.queue.delete_acked,
+            state_ttl: self.dispatch.idempotency_ttl,
             streams: Arc::clone(&self.streams),
             counts: Arc::clone(&self.counts),
         }
@@ -128,7 +160,7 @@ pub fn spawn_shards(
     read_conns: Vec<Conn>,
     work_conns: Vec<Conn>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let shards = d.cfg.dispatch.shards.min(usize::from(d.cfg.partitions));
+    let shards = d.dispatch.shards.min(usize::from(d.queue.partitions));
     let mut handles = Vec::with_capacity(shards * 2);
     for (i, (read_conn, work_conn)) in read_conns
         .into_iter()
@@ -136,11 +168,11 @@ pub fn spawn_shards(
         .take(shards)
         .enumerate()
     {
-        let parts: Vec<u16> = (0..d.cfg.partitions)
+        let parts: Vec<u16> = (0..d.queue.partitions)
             .filter(|p| usize::from(*p) % shards == i)
             .collect();
         let (tx, rx) = mpsc::unbounded_channel();
-        handles.push(tokio::spawn(outcome::run_writer(
+        handles.push(tokio::spawn(writer::run_writer(
             work_conn.clone(),
             rx,
             d.writer_config(),
@@ -174,10 +206,10 @@ struct Shard {
 impl Shard {
     async fn run(mut self) {
         let d = Arc::clone(&self.d);
-        let batch = d.cfg.dispatch.batch_size;
+        let batch = d.dispatch.batch_size;
         let mut next_reclaim = Instant::now();
         let mut cursors: Vec<String> = vec!["0-0".into(); self.parts.len()];
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new();
         tracing::info!(shard = self.index, partitions = ?self.parts, "shard started");
         loop {
             // Backpressure: wait for at least one in-flight permit, then take
@@ -203,7 +235,7 @@ impl Shard {
             if Instant::now() >= next_reclaim {
                 entries = self.reclaim(&mut cursors, want).await;
                 if entries.is_empty() {
-                    next_reclaim = Instant::now() + d.cfg.dispatch.claim_interval;
+                    next_reclaim = Instant::now() + d.dispatch.claim_interval;
                 } else {
                     telemetry::entries_read("reclaimed", entries.len());
                 }
@@ -211,13 +243,13 @@ impl Shard {
             if entries.is_empty() {
                 // COUNT applies to each stream: spread the permits over them.
                 let per_stream = (want / self.streams.len()).max(1);
-                let read = queue::read_new(
+                let read = stream::read_new(
                     &mut self.read_conn,
-                    &d.cfg.dispatch.consumer,
+                    &d.dispatch.consumer,
                     &self.parts,
                     &self.streams,
                     per_stream,
-                    d.cfg.dispatch.block,
+                    d.dispatch.block,
                 );
                 // Held permits are not messages until the read returns.
                 d.reserved_for_reads
@@ -235,7 +267,7 @@ impl Shard {
                     .fetch_sub(want, std::sync::atomic::Ordering::Relaxed);
                 match res {
                     Ok(e) => {
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                         telemetry::entries_read("new", e.len());
                         entries = e;
                     }
@@ -246,7 +278,7 @@ impl Shard {
                             // persistence): recreate the groups.
                             tracing::warn!("consumer group missing; recreating");
                             if let Err(e) =
-                                queue::ensure_groups(&mut self.work_conn, d.cfg.partitions).await
+                                stream::ensure_groups(&mut self.work_conn, d.queue.partitions).await
                             {
                                 tracing::warn!(error = %e, "recreating consumer groups failed");
                             }
@@ -256,9 +288,8 @@ impl Shard {
                         drop(permits);
                         tokio::select! {
                             _ = d.shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(backoff) => {}
+                            _ = tokio::time::sleep(backoff.next_delay()) => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
                         continue;
                     }
                 }
@@ -284,18 +315,18 @@ impl Shard {
     }
 
     /// XAUTOCLAIM each partition from its cursor, up to `want` entries.
-    async fn reclaim(&mut self, cursors: &mut [String], want: usize) -> Vec<queue::Entry> {
+    async fn reclaim(&mut self, cursors: &mut [String], want: usize) -> Vec<stream::Entry> {
         let d = &self.d;
         let mut out = Vec::new();
         for (i, part) in self.parts.iter().enumerate() {
             if out.len() >= want {
                 break;
             }
-            match queue::autoclaim(
+            match stream::autoclaim(
                 &mut self.work_conn,
-                &d.cfg.dispatch.consumer,
+                &d.dispatch.consumer,
                 *part,
-                d.cfg.dispatch.claim_idle,
+                d.dispatch.claim_idle,
                 &cursors[i],
                 want - out.len(),
             )
@@ -312,40 +343,5 @@ impl Shard {
             }
         }
         out
-    }
-}
-
-/// Move due messages from the delayed set back into the queue, every
-/// `dispatch.delayed_poll_ms`. Safe to run on every instance: the script is
-/// atomic.
-pub async fn run_delayed_mover(d: Arc<Dispatcher>, mut conn: Conn) {
-    const LIMIT: usize = 1000;
-    let mut tick = tokio::time::interval(d.cfg.dispatch.delayed_poll);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = d.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        loop {
-            let res: redis::RedisResult<usize> = d
-                .release_script
-                .key(keys::DELAYED)
-                .arg(crate::clock::now_ms())
-                .arg(LIMIT)
-                .arg(keys::MSG_PREFIX)
-                .arg(keys::QUEUE_PREFIX)
-                .invoke_async(&mut conn)
-                .await;
-            match res {
-                Ok(n) if n >= LIMIT => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    telemetry::redis_error("release_delayed");
-                    tracing::debug!(error = %e, "releasing delayed messages failed");
-                    break;
-                }
-            }
-        }
     }
 }

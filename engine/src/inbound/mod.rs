@@ -1,5 +1,9 @@
-//! Inbound replies (DESIGN §6): STOP / START / HELP and the rest.
+//! Inbound replies: classifying what a person texted back
+//! ([`keywords`]), what a reply does to consent and what Herald answers
+//! ([`reply`]), and verifying that a webhook really comes from the provider
+//! ([`signature`]). The HTTP handlers that receive them are in
+//! `http::twilio`.
 
 pub mod keywords;
+pub mod reply;
 pub mod signature;
-pub mod webhook;

@@ -16,6 +16,9 @@
 use std::sync::Arc;
 
 use super::rules::CapRule;
+use super::{Effect, Fired};
+use crate::conn::Conn;
+use crate::telemetry;
 
 /// One cap that applies to one message.
 #[derive(Debug, Clone)]
@@ -125,4 +128,75 @@ pub async fn check<C: redis::aio::ConnectionLike + Send>(
     add_check(&mut pipe, script, caps, member, now_ms, mode);
     let (free_at,): (i64,) = pipe.query_async(conn).await?;
     Ok((free_at > 0).then_some(free_at))
+}
+
+/// Reserve places for a batch of messages, in one pipeline: for each
+/// message (its caps and its member), `None` when every cap had room (a
+/// place is now taken in each), else the instant (ms) the first place
+/// frees. A Redis error defers every message of the batch by 5 s rather
+/// than send it uncounted.
+pub async fn reserve_batch(
+    conn: &mut Conn,
+    script: &redis::Script,
+    batch: &[(&[CapKey], String)],
+    now_ms: i64,
+) -> Vec<Option<i64>> {
+    let mut pipe = redis::pipe();
+    pipe.load_script(script).ignore();
+    for (caps, member) in batch {
+        add_check(&mut pipe, script, caps, member, now_ms, Mode::Reserve);
+    }
+    match pipe.query_async::<Vec<i64>>(conn).await {
+        Ok(r) if r.len() == batch.len() => r.into_iter().map(|t| (t > 0).then_some(t)).collect(),
+        Ok(_) | Err(_) => {
+            telemetry::redis_error("frequency_cap");
+            vec![Some(now_ms + 5_000); batch.len()]
+        }
+    }
+}
+
+/// Give back the places `member` reserved (a message that was not sent),
+/// inside the outcome's transaction.
+pub fn add_release(pipe: &mut redis::Pipeline, caps: &[CapKey], member: &str) {
+    for c in caps {
+        pipe.cmd("ZREM").arg(&c.key).arg(member).ignore();
+    }
+}
+
+/// The rules behind a message deferred by its caps, for its trail.
+pub fn deferred_by(caps: &[CapKey], number: u64) -> Vec<Fired> {
+    caps.iter()
+        .map(|c| Fired {
+            rule: Arc::clone(&c.rule.id),
+            citation: Arc::clone(&c.rule.citation),
+            effect: Effect::Defer,
+            detail: format!(
+                "{} per {} h reached for +{number}",
+                c.rule.limit,
+                c.rule.window_ms / 3_600_000,
+            )
+            .into(),
+        })
+        .collect()
+}
+
+/// The rules behind a peeked deferral (`/v1/policy/evaluate`): room again
+/// at `free_at_ms`.
+pub fn full_until(caps: &[CapKey], free_at_ms: i64) -> Vec<Fired> {
+    let at = jiff::Timestamp::from_millisecond(free_at_ms)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| free_at_ms.to_string());
+    caps.iter()
+        .map(|c| Fired {
+            rule: Arc::clone(&c.rule.id),
+            citation: Arc::clone(&c.rule.citation),
+            effect: Effect::Defer,
+            detail: format!(
+                "at most {} per {} h; room again at {at}",
+                c.rule.limit,
+                c.rule.window_ms / 3_600_000,
+            )
+            .into(),
+        })
+        .collect()
 }

@@ -5,7 +5,6 @@
 //! window without a release. Everything here reads immutable data: the
 //! per-message path takes no lock.
 
-pub mod content;
 pub mod quiet_hours;
 pub mod rules;
 pub mod zones;
@@ -38,6 +37,7 @@ pub struct Fired {
 }
 
 pub mod caps;
+pub mod config;
 
 // foldhash (hashbrown's default): looked up per message; SipHash showed
 // in the throughput profile.
@@ -46,11 +46,12 @@ use std::sync::LazyLock;
 
 use jiff::Timestamp;
 
-use crate::config::{ComplianceSection, ConfigError, PurposeSection, TenantSection, key_err};
+pub use self::config::{ComplianceSection, PurposeSection, TenantSection};
+use crate::check::{ConfigError, key_err};
 use crate::consent::ConsentKind;
 use crate::consent::replica::{NumberState, PurposeState};
-use crate::model::{Category, E164};
-use content::BlockedContent;
+use crate::content::{BlockedContent, ContentRules};
+use crate::model::{Category, E164, Reason};
 use rules::{CapRule, Rules, WindowRule};
 use zones::Zone;
 
@@ -79,12 +80,11 @@ pub struct TenantPolicy {
     pub consent: [PurposePolicy; 3],
     pub revoke_all_purposes: bool,
     pub windows: Vec<WindowRule>,
-    pub opt_out_instructions: String,
+    /// Opt-out instructions, smart encoding, blocked patterns.
+    pub content: ContentRules,
     pub help_text: String,
     pub opt_out_confirmation: String,
     pub opt_in_confirmation: String,
-    pub smart_encoding: bool,
-    pub blocked: BlockedContent,
 }
 
 const DEFAULT_OPT_OUT: &str = "Reply STOP to stop texts to this telephone number.";
@@ -157,11 +157,15 @@ impl TenantPolicy {
                 consent,
                 revoke_all_purposes: s.revoke_all_purposes.unwrap_or(true),
                 windows,
-                opt_out_instructions: text(
-                    s.opt_out_instructions,
-                    "opt_out_instructions",
-                    DEFAULT_OPT_OUT,
-                )?,
+                content: ContentRules {
+                    opt_out_instructions: text(
+                        s.opt_out_instructions,
+                        "opt_out_instructions",
+                        DEFAULT_OPT_OUT,
+                    )?,
+                    smart_encoding: s.smart_encoding,
+                    blocked,
+                },
                 help_text: text(s.help_text, "help_text", DEFAULT_HELP)?,
                 opt_out_confirmation: text(
                     s.opt_out_confirmation,
@@ -173,8 +177,6 @@ impl TenantPolicy {
                     "opt_in_confirmation",
                     DEFAULT_START_CONFIRM,
                 )?,
-                smart_encoding: s.smart_encoding,
-                blocked,
             },
             senders,
         ))
@@ -206,10 +208,10 @@ pub enum Verdict {
         /// End of the open interval that starts at `until`, to spread
         /// releases inside it.
         closes_at: Timestamp,
-        reason: &'static str,
+        reason: Reason,
     },
     Suppress {
-        reason: &'static str,
+        reason: Reason,
     },
 }
 
@@ -397,13 +399,13 @@ impl Policy {
                 Verdict::Defer {
                     until: opens_at,
                     closes_at,
-                    reason: "quiet_hours",
+                    reason: Reason::QuietHours,
                 }
             }
             quiet_hours::QuietVerdict::Never { fired: f } => {
                 fired.extend(f);
                 Verdict::Suppress {
-                    reason: "no_sending_window",
+                    reason: Reason::NoSendingWindow,
                 }
             }
         };
@@ -439,7 +441,7 @@ fn consent(
     state: PurposeState,
     fired: &mut Vec<Fired>,
     explain: bool,
-) -> Option<&'static str> {
+) -> Option<Reason> {
     let policy = tp.consent[category as usize];
     let cite_needed = match policy.requires {
         ConsentKind::Express => &CITE_EXPRESS,
@@ -454,7 +456,7 @@ fn consent(
             &CITE_REVOKE,
             Effect::Suppress,
             format!("consent for {} was revoked", category.as_str()).into(),
-            Some("opted_out"),
+            Some(Reason::OptedOut),
         ),
         // An unclear reply is judged by a reasonable person; until someone
         // has, sends hold.
@@ -463,7 +465,7 @@ fn consent(
             &CITE_REVOKE,
             Effect::Suppress,
             "an ambiguous reply is under review".into(),
-            Some("review_hold"),
+            Some(Reason::ReviewHold),
         ),
         PurposeState::Granted(kind) if kind >= policy.requires => (
             &RULE_ON_FILE,
@@ -486,7 +488,7 @@ fn consent(
                 kind.as_str()
             )
             .into(),
-            Some("no_consent"),
+            Some(Reason::NoConsent),
         ),
         PurposeState::Unknown => match policy.unknown {
             UnknownNumber::Allow => (
@@ -506,7 +508,7 @@ fn consent(
                     policy.requires.as_str()
                 )
                 .into(),
-                Some("no_consent"),
+                Some(Reason::NoConsent),
             ),
         },
     };

@@ -2,29 +2,37 @@
 //! is recorded through one function here so a log line and its counters never
 //! drift apart.
 
+pub mod config;
 pub mod names;
 
 use metrics::{counter, gauge, histogram};
 
+use crate::error::Error;
+
 /// Install the Prometheus recorder (rendered by Herald's own HTTP listener).
-pub fn install_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+pub fn install_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle, Error> {
+    let failed = |e: &dyn std::fmt::Display| {
+        Error::host("the metrics recorder", std::io::Error::other(e.to_string()))
+    };
     let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(names::PROVIDER_LATENCY.into()),
             &[
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ],
-        )?
+        )
+        .map_err(|e| failed(&e))?
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(names::ENQUEUE_TO_SEND.into()),
             &[
                 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             ],
-        )?;
+        )
+        .map_err(|e| failed(&e))?;
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)
-        .map_err(|e| anyhow::anyhow!("metrics recorder already installed: {e}"))?;
+        .map_err(|e| failed(&format!("already installed: {e}")))?;
     describe();
     Ok(handle)
 }

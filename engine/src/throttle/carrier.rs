@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use super::carrier_name::Carrier;
-use super::config::ThrottleConfig;
+use super::table::ThrottleConfig;
 
 // ---------------------------------------------------------------------------
 // Prefix table

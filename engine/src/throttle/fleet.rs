@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bucket::{Limit, Pacer, ns_to_ms_ceil};
 use super::carrier::Carrier;
-use crate::queue::Conn;
+use crate::conn::Conn;
 
 /// The key of `carrier`'s fleet lane: `herald:throttle:{<carrier>}`, one
 /// key per lane (the braces are a Redis Cluster hash tag).

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{Limit, Throttle};
-use crate::queue::Conn;
+use crate::conn::Conn;
 
 use crate::keys::THROTTLES;
 

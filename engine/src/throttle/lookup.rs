@@ -25,7 +25,7 @@ use std::time::Duration;
 use herald_adapters::twilio::lookup::TwilioLookup;
 
 use super::carrier::{CarrierLookup, LookupError};
-use crate::queue::Conn;
+use crate::conn::Conn;
 
 /// The stored value for "looked up, no carrier known".
 pub const UNKNOWN: &str = "-";

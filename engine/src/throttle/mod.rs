@@ -18,7 +18,8 @@
 //! - [`carrier`] — which lane a number belongs to ([`Carriers::resolve`]).
 //! - [`bucket`] — local governor buckets, the clock they share, the pacer.
 //! - [`fleet`] — fleet-wide lanes: leases from a GCRA key in Redis.
-//! - [`config`] — `config/carriers.toml`.
+//! - [`table`] — `config/carriers.toml`, the carrier table.
+//! - [`config`] — `[throttle]` in `herald.toml`.
 //!
 //! A full lane never blocks: `admit` answers at once, with `Defer` and the
 //! instant the lane will have room, so one carrier's backlog waits in the
@@ -43,6 +44,7 @@ pub mod config;
 pub mod fleet;
 pub mod live;
 pub mod lookup;
+pub mod table;
 
 #[cfg(test)]
 mod tests;
@@ -58,8 +60,8 @@ pub use carrier::{
     Cached, Carrier, CarrierCache, CarrierLookup, Carriers, LookupError, LookupRequests,
     run_lookups,
 };
-pub use config::{CarrierSpec, SenderClass, SenderLimits, ThrottleConfig};
 pub use fleet::{FleetEmpty, FleetError, FleetLane, FleetParams};
+pub use table::{CarrierSpec, SenderClass, SenderLimits, ThrottleConfig};
 
 use bucket::Lane;
 
@@ -405,7 +407,7 @@ impl Throttle {
     /// Without them a fleet lane never has tokens and defers everything.
     pub fn spawn_fleet(
         &self,
-        conn: crate::queue::Conn,
+        conn: crate::conn::Conn,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinSet<()> {
         let mut set = tokio::task::JoinSet::new();

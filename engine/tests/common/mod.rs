@@ -222,7 +222,7 @@ shutdown_grace_ms = 5000
 /// Herald running in this process.
 pub struct Herald {
     pub shutdown: CancellationToken,
-    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub task: tokio::task::JoinHandle<Result<(), herald_engine::error::Error>>,
     pub http: SocketAddr,
 }
 
@@ -263,7 +263,7 @@ impl Herald {
         }
     }
 
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> Result<(), herald_engine::error::Error> {
         self.shutdown.cancel();
         self.task.await.expect("herald task panicked")
     }

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::Conn;
 use crate::keys;
-use crate::queue::Conn;
 
 /// How long an orphan receipt waits for its message.
 const ORPHAN_TTL_MS: i64 = 3_600_000;

@@ -1,6 +1,6 @@
-//! Outcomes (DESIGN §3): each state change of a message is recorded in one
+//! The outcome writer: each state change of a message is recorded in one
 //! atomic Redis transaction together with the acknowledgement of its queue
-//! entry — the message's state hash, its `herald:events` entry, its decision
+//! entry — the message's record, its `herald:events` entry, its decision
 //! trail, the `XACK` (and the trim of the stream's acknowledged head).
 //! Because they commit together, a crash leaves either all of them or none:
 //! a redelivered entry whose decision was recorded is only acknowledged,
@@ -12,169 +12,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 
-use crate::keys;
-use crate::model::{Message, Rejection};
-use crate::queue::StreamId;
+use super::outcome::{Decision, Outcome, OutcomeKind, Status, StatusCounts};
+use super::record::{self, TrailEntry};
+use crate::conn::{Backoff, Conn};
+use crate::ingest::delayed::Scheduled;
+use crate::ingest::stream::StreamId;
+use crate::keys::{self, msg};
+use crate::model::{Reason, Rejection};
 use crate::telemetry;
-
-/// A message's status (DESIGN §3). The strings are a contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    Deferred,
-    Retrying,
-    Sent,
-    Delivered,
-    Undelivered,
-    Suppressed,
-    Rejected,
-    Failed,
-    Expired,
-    Duplicate,
-    Cancelled,
-}
-
-impl Status {
-    pub const ALL: [Status; 11] = [
-        Status::Deferred,
-        Status::Retrying,
-        Status::Sent,
-        Status::Delivered,
-        Status::Undelivered,
-        Status::Suppressed,
-        Status::Rejected,
-        Status::Failed,
-        Status::Expired,
-        Status::Duplicate,
-        Status::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Deferred => "deferred",
-            Status::Retrying => "retrying",
-            Status::Sent => "sent",
-            Status::Delivered => "delivered",
-            Status::Undelivered => "undelivered",
-            Status::Suppressed => "suppressed",
-            Status::Rejected => "rejected",
-            Status::Failed => "failed",
-            Status::Expired => "expired",
-            Status::Duplicate => "duplicate",
-            Status::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Outcomes recorded by this instance since it started, by status: atomics,
-/// for `GetStats`.
-#[derive(Debug, Default)]
-pub struct StatusCounts([std::sync::atomic::AtomicU64; 11]);
-
-impl StatusCounts {
-    pub fn add(&self, status: Status) {
-        self.0[status as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        Status::ALL
-            .iter()
-            .map(|s| {
-                (
-                    s.as_str(),
-                    self.0[*s as usize].load(std::sync::atomic::Ordering::Relaxed),
-                )
-            })
-            .collect()
-    }
-}
-
-/// Where a message goes after a non-terminal outcome: back into the queue
-/// through the delayed set at `due` (ms epoch).
-#[derive(Debug)]
-pub struct Requeue {
-    pub due: i64,
-    /// The entry's original `msg` bytes, stored until release.
-    pub raw: Vec<u8>,
-}
-
-/// A decision about a valid message.
-#[derive(Debug)]
-pub struct Decision {
-    pub msg: Message,
-    pub status: Status,
-    pub reason: Option<&'static str>,
-    /// Human-readable detail (provider error text…).
-    pub detail: Option<String>,
-    pub provider: Option<Arc<str>>,
-    pub provider_id: Option<String>,
-    pub attempt: u32,
-    pub segments: Option<u32>,
-    /// `until` of a deferral / retry.
-    pub requeue: Option<Requeue>,
-    /// The compliance rules behind the decision, for the trail.
-    pub fired: Vec<crate::policy::Fired>,
-    /// Frequency-cap places this message reserved: given back in the same
-    /// transaction unless it was sent.
-    pub caps: Vec<crate::policy::caps::CapKey>,
-    /// The provider reports delivery receipts: map its message id to this
-    /// message.
-    pub receipts: bool,
-    /// Pin the message to `provider` for its next attempt (an ambiguous
-    /// send: never re-sent through another provider).
-    pub pin: bool,
-    /// A ledger change the decision implies (a carrier-held opt-out, Twilio
-    /// 21610), recorded atomically with it.
-    pub consent: Option<crate::consent::ledger::OwnedChange>,
-}
-
-impl Decision {
-    pub fn new(msg: Message, status: Status, reason: Option<&'static str>, attempt: u32) -> Self {
-        Decision {
-            msg,
-            status,
-            reason,
-            detail: None,
-            provider: None,
-            provider_id: None,
-            attempt,
-            segments: None,
-            requeue: None,
-            fired: Vec::new(),
-            caps: Vec::new(),
-            pin: false,
-            receipts: false,
-            consent: None,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub enum OutcomeKind {
-    /// The entry was decided before a crash; only its ack was lost.
-    AckOnly,
-    /// A decision about a valid message.
-    Decided(Box<Decision>),
-    /// Another entry already carried this tenant + id: record `duplicate`
-    /// without touching the original's state.
-    Duplicate(Box<Message>),
-    /// The entry breaks the ingest contract; it is copied whole to the DLQ.
-    Rejected { rejection: Rejection, raw: Vec<u8> },
-}
-
-/// One queue entry's outcome, carrying the in-flight permit it held: the
-/// permit is released only once the outcome is in Redis, so memory is
-/// bounded by `dispatch.max_in_flight` even while Redis is slow.
-#[derive(Debug)]
-pub struct Outcome {
-    pub partition: u16,
-    pub entry: StreamId,
-    pub kind: OutcomeKind,
-    pub permit: Option<OwnedSemaphorePermit>,
-}
 
 /// Settings the writer needs.
 #[derive(Debug, Clone)]
@@ -187,19 +34,17 @@ pub struct WriterConfig {
     pub counts: Arc<StatusCounts>,
 }
 
-pub type OutcomeSender = mpsc::UnboundedSender<Outcome>;
-
 /// Largest batch written in one transaction.
 const MAX_BATCH: usize = 1024;
 
 /// Run until every sender is dropped and the channel is drained.
 pub async fn run_writer(
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     mut rx: mpsc::UnboundedReceiver<Outcome>,
     cfg: WriterConfig,
 ) {
     let mut batch: Vec<Outcome> = Vec::with_capacity(MAX_BATCH);
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new();
     loop {
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
@@ -212,61 +57,21 @@ pub async fn run_writer(
         loop {
             match pipe.query_async::<()>(&mut conn).await {
                 Ok(()) => {
-                    backoff = Duration::from_millis(50);
+                    backoff.reset();
                     break;
                 }
                 Err(e) => {
                     telemetry::redis_error("write_outcomes");
                     tracing::warn!(error = %e, batch = batch.len(), "recording outcomes failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff.wait().await;
                 }
             }
         }
         for o in &batch {
-            count(o, &cfg.counts);
+            super::events::recorded(o, &cfg.counts);
         }
         batch.clear();
     }
-}
-
-fn count(o: &Outcome, counts: &StatusCounts) {
-    match &o.kind {
-        OutcomeKind::AckOnly => {}
-        OutcomeKind::Decided(d) => {
-            counts.add(d.status);
-            telemetry::message_outcome(d.status.as_str(), d.reason.unwrap_or(""))
-        }
-        OutcomeKind::Duplicate(_) => {
-            counts.add(Status::Duplicate);
-            telemetry::message_outcome("duplicate", "")
-        }
-        OutcomeKind::Rejected { rejection, .. } => {
-            counts.add(Status::Rejected);
-            telemetry::message_outcome("rejected", rejection.reason.as_str())
-        }
-    }
-}
-
-/// One trail entry, stored as JSON in `herald:trail:<tenant>:<id>`.
-#[derive(Serialize)]
-struct TrailEntry<'a> {
-    ts: i64,
-    status: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    until: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider_id: Option<&'a str>,
-    attempt: u32,
-    entry: String,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    rules: &'a [crate::policy::Fired],
 }
 
 fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64) -> redis::Pipeline {
@@ -303,7 +108,7 @@ fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64) -> redis::Pipeline {
                     entry: o.entry.to_string(),
                     rules: &[],
                 };
-                trail(&mut pipe, &m.tenant, &m.id, &entry, ttl_ms);
+                record::add_step(&mut pipe, &m.tenant, &m.id, &entry, ttl_ms);
             }
             OutcomeKind::Rejected { rejection, raw } => {
                 rejected(&mut pipe, o, rejection, raw, cfg, &ts, now, ttl_ms)
@@ -325,11 +130,7 @@ fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64) -> redis::Pipeline {
         if cfg.delete_acked {
             // After the acks, in the same transaction: the head of the
             // stream that no group needs any more goes.
-            pipe.cmd("EVAL")
-                .arg(crate::queue::TRIM_LUA)
-                .arg(1)
-                .arg(stream)
-                .ignore();
+            crate::ingest::trim::add_trim(&mut pipe, stream);
         }
     }
     pipe
@@ -353,13 +154,6 @@ fn event(cfg: &WriterConfig, id: &str, tenant: &str, status: Status, ts: &str) -
     ev
 }
 
-fn trail(pipe: &mut redis::Pipeline, tenant: &str, id: &str, entry: &TrailEntry<'_>, ttl_ms: u64) {
-    let key = keys::trail(tenant, id);
-    let json = serde_json::to_string(entry).unwrap_or_default();
-    pipe.cmd("RPUSH").arg(&key).arg(json).ignore();
-    pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
-}
-
 #[allow(clippy::too_many_arguments)]
 fn decided(
     pipe: &mut redis::Pipeline,
@@ -374,7 +168,7 @@ fn decided(
     let m = &d.msg;
     let mut ev = event(cfg, &m.id, &m.tenant, d.status, ts);
     if let Some(r) = d.reason {
-        ev.arg("reason").arg(r);
+        ev.arg("reason").arg(r.as_str());
     }
     let until = d.requeue.as_ref().map(|r| r.due);
     if let Some(u) = until {
@@ -402,44 +196,41 @@ fn decided(
     let key: &str = key;
     let mut hset = redis::cmd("HSET");
     hset.arg(key)
-        .arg("state")
+        .arg(msg::STATE)
         .arg(d.status.as_str())
-        .arg("ts")
+        .arg(msg::TS)
         .arg(ts)
-        .arg("attempt")
+        .arg(msg::ATTEMPT)
         .arg(d.attempt);
     if let Some(r) = d.reason {
-        hset.arg("reason").arg(r);
+        hset.arg(msg::REASON).arg(r.as_str());
     }
     if let Some(p) = &d.provider {
-        hset.arg("provider").arg(&**p);
+        hset.arg(msg::PROVIDER).arg(&**p);
     }
     if let Some(p) = &d.provider_id {
-        hset.arg("provider_id").arg(p);
+        hset.arg(msg::PROVIDER_ID).arg(p);
     }
     if let Some(s) = d.segments {
-        hset.arg("segments").arg(s);
+        hset.arg(msg::SEGMENTS).arg(s);
     }
     if d.pin
         && let Some(p) = &d.provider
     {
-        hset.arg("pin").arg(&**p);
+        hset.arg(msg::PIN).arg(&**p);
     }
-    if let Some(rq) = &d.requeue {
-        hset.arg("msg")
-            .arg(&rq.raw[..])
-            .arg("part")
-            .arg(o.partition)
-            .arg("until")
-            .arg(rq.due);
+    let scheduled = d.requeue.as_ref().map(|rq| Scheduled {
+        raw: &rq.raw,
+        partition: o.partition,
+        due: rq.due,
+    });
+    if let Some(s) = &scheduled {
+        s.add_fields(&mut hset);
     }
     pipe.add_command(hset).ignore();
     if d.status != Status::Sent && !d.caps.is_empty() {
         // Not sent: give back the cap places it reserved.
-        let member = keys::member(&m.tenant, &m.id);
-        for c in &d.caps {
-            pipe.cmd("ZREM").arg(&c.key).arg(&member).ignore();
-        }
+        crate::policy::caps::add_release(pipe, &d.caps, &keys::member(&m.tenant, &m.id));
     }
     if d.status == Status::Sent
         && d.receipts
@@ -459,15 +250,8 @@ fn decided(
     if let Some(ch) = &d.consent {
         crate::consent::ledger::add_eval(pipe, &ch.as_change());
     }
-    if let Some(rq) = &d.requeue {
-        // Keep the state at least until the message is due, plus the TTL.
-        let keep = (rq.due - now).max(0) as u64 + ttl_ms;
-        pipe.cmd("PEXPIRE").arg(key).arg(keep).ignore();
-        pipe.cmd("ZADD")
-            .arg(keys::DELAYED)
-            .arg(rq.due)
-            .arg(keys::member(&m.tenant, &m.id))
-            .ignore();
+    if let Some(s) = &scheduled {
+        s.add_timer(pipe, key, &m.tenant, &m.id, now, ttl_ms);
     }
     // The hash holds the latest decision; `GET /v1/messages` shows it as the
     // trail's last step. Only the steps before it need the list, so the
@@ -479,7 +263,7 @@ fn decided(
     let entry = TrailEntry {
         ts: now,
         status: d.status.as_str(),
-        reason: d.reason,
+        reason: d.reason.map(Reason::as_str),
         detail: d.detail.as_deref(),
         until,
         provider: d.provider.as_deref(),
@@ -488,7 +272,7 @@ fn decided(
         entry: o.entry.to_string(),
         rules: &d.fired,
     };
-    trail(pipe, &m.tenant, &m.id, &entry, ttl_ms);
+    record::add_step(pipe, &m.tenant, &m.id, &entry, ttl_ms);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -551,6 +335,6 @@ fn rejected(
             entry: o.entry.to_string(),
             rules: &[],
         };
-        trail(pipe, tenant, id, &entry, ttl_ms);
+        record::add_step(pipe, tenant, id, &entry, ttl_ms);
     }
 }

@@ -2,6 +2,8 @@
 //! `control.listen` behind the admin bearer token (`control.token`; an empty
 //! token refuses every call).
 
+pub mod config;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::clock::now_ms;
+use crate::conn::Conn;
 use crate::dispatch::Dispatcher;
 use crate::keys;
 use crate::model::valid_tenant;
-use crate::queue::Conn;
 use crate::tenants;
 
 /// The control service of one instance.
@@ -66,7 +68,7 @@ impl Control for ControlService {
     ) -> Result<Response<GetStatsResponse>, Status> {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
-        for p in 0..self.d.cfg.partitions {
+        for p in 0..self.d.queue.partitions {
             pipe.cmd("XINFO").arg("GROUPS").arg(keys::queue(p));
         }
         pipe.cmd("ZCARD").arg(keys::DELAYED);
@@ -80,7 +82,7 @@ impl Control for ControlService {
             .into_iter()
             .enumerate()
             .map(|(p, reply)| {
-                let (lag, pending) = crate::queue::group_lag(reply).unwrap_or((-1, 0));
+                let (lag, pending) = crate::ingest::stream::group_lag(reply).unwrap_or((-1, 0));
                 PartitionStats {
                     partition: p as u32,
                     stream: keys::queue(p as u16),
@@ -91,7 +93,7 @@ impl Control for ControlService {
             })
             .collect();
         Ok(Response::new(GetStatsResponse {
-            instance_id: self.d.cfg.dispatch.consumer.clone(),
+            instance_id: self.d.dispatch.consumer.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
             messages_by_status: self
@@ -102,7 +104,7 @@ impl Control for ControlService {
                 .map(|(s, n)| (s.to_string(), n))
                 .collect(),
             in_flight: self.d.in_flight() as u64,
-            max_in_flight: self.d.cfg.dispatch.max_in_flight as u64,
+            max_in_flight: self.d.dispatch.max_in_flight as u64,
             partitions,
             delayed,
         }))

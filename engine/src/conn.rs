@@ -1,0 +1,178 @@
+//! Redis connections: the `[redis]` settings, the one connection type every
+//! part holds, and the one retry policy every Redis loop follows.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Deserialize;
+
+use crate::check::{ConfigError, key_err, ms, positive};
+use crate::error::Error;
+use crate::telemetry;
+
+/// Every Redis connection Herald holds: multiplexed, and reconnecting after a
+/// Redis restart.
+pub type Conn = ConnectionManager;
+
+/// `[redis]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSection {
+    pub url: String,
+    pub connect_timeout_ms: u64,
+    pub response_timeout_ms: u64,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            connect_timeout_ms: 2_000,
+            response_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Validated `[redis]`.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+impl RedisSection {
+    pub fn validate(self) -> Result<RedisConfig, ConfigError> {
+        if !(self.url.starts_with("redis://")
+            || self.url.starts_with("rediss://")
+            || self.url.starts_with("redis+unix://")
+            || self.url.starts_with("unix://"))
+        {
+            return Err(key_err(
+                "redis.url",
+                "must start with redis://, rediss:// or unix://",
+            ));
+        }
+        if redis::Client::open(self.url.as_str()).is_err() {
+            return Err(key_err("redis.url", "not a valid Redis URL"));
+        }
+        positive("redis.connect_timeout_ms", self.connect_timeout_ms)?;
+        positive("redis.response_timeout_ms", self.response_timeout_ms)?;
+        Ok(RedisConfig {
+            url: self.url,
+            connect_timeout: ms(self.connect_timeout_ms),
+            response_timeout: ms(self.response_timeout_ms),
+        })
+    }
+}
+
+/// Open a reconnecting connection. `response_timeout` must exceed any
+/// blocking read made on it: redis 1.x times out a read after 500 ms unless
+/// told otherwise.
+pub async fn connect(cfg: &RedisConfig, response_timeout: Duration) -> Result<Conn, Error> {
+    let client = redis::Client::open(cfg.url.as_str()).map_err(|e| Error::redis("connect", e))?;
+    let mcfg = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(cfg.connect_timeout))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    match tokio::time::timeout(
+        cfg.connect_timeout + Duration::from_secs(1),
+        ConnectionManager::new_with_config(client, mcfg),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(Error::redis("connect", e)),
+        Err(_) => Err(Error::RedisTimeout {
+            op: "connect",
+            after: cfg.connect_timeout,
+        }),
+    }
+}
+
+/// The retry policy of every Redis loop (reads, claims, outcome writes, the
+/// consent feed): wait 50 ms after the first failure, double each time, at
+/// most 2 s; back to 50 ms after a success. Redis failures are outages or
+/// restarts, not overload, so the waits stay short: a restart is noticed
+/// within 2 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub const FIRST: Duration = Duration::from_millis(50);
+    pub const MAX: Duration = Duration::from_secs(2);
+
+    pub fn new() -> Backoff {
+        Backoff { next: Self::FIRST }
+    }
+
+    /// After a success.
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    /// The wait after one more failure.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        d
+    }
+
+    /// Sleep for the next delay.
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.next_delay()).await;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
+    }
+}
+
+/// Run `pipe` until Redis answers with a reply `valid` accepts, backing off
+/// between tries ([`Backoff`]); `None` only when `stop` says to give up (the
+/// work stays in Redis for another try). Each failure is counted under `op`.
+pub async fn query_retrying<T: redis::FromRedisValue>(
+    conn: &mut Conn,
+    pipe: &redis::Pipeline,
+    op: &'static str,
+    valid: impl Fn(&T) -> bool,
+    stop: impl Fn() -> bool,
+) -> Option<T> {
+    let mut backoff = Backoff::new();
+    loop {
+        match pipe.query_async::<T>(conn).await {
+            Ok(v) if valid(&v) => return Some(v),
+            Ok(_) => {
+                telemetry::redis_error(op);
+                tracing::warn!(op, "unexpected reply from Redis; retrying");
+            }
+            Err(e) => {
+                telemetry::redis_error(op);
+                tracing::warn!(op, error = %e, "Redis round trip failed; retrying");
+            }
+        }
+        if stop() {
+            return None;
+        }
+        backoff.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new();
+        let waits: Vec<u128> = (0..8).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Backoff::FIRST);
+    }
+}

@@ -1,0 +1,68 @@
+//! `[http]`: the HTTP listener, the URL providers call back, tenant API keys.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::check::{ConfigError, key_err, listen_addr};
+
+/// `[http]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub listen: String,
+    pub public_url: Option<String>,
+    pub api_keys: BTreeMap<String, String>,
+    pub max_request_bytes: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            api_keys: BTreeMap::new(),
+            max_request_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Validated `[http]`.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    /// tenant → bearer API key for `POST /v1/messages`.
+    pub api_keys: BTreeMap<String, String>,
+    pub max_request_bytes: usize,
+}
+
+impl HttpSection {
+    pub fn validate(self) -> Result<HttpConfig, ConfigError> {
+        let listen = listen_addr("http.listen", &self.listen)?;
+        let public_url = self
+            .public_url
+            .unwrap_or_else(|| format!("http://{listen}"));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(key_err(
+                "http.public_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        for (tenant, key) in &self.api_keys {
+            if key.len() < 16 {
+                return Err(key_err(
+                    format!("http.api_keys.{tenant}"),
+                    "an API key must be at least 16 characters",
+                ));
+            }
+        }
+        Ok(HttpConfig {
+            listen,
+            public_url,
+            api_keys: self.api_keys,
+            max_request_bytes: self.max_request_bytes,
+        })
+    }
+}

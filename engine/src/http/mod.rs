@@ -1,0 +1,265 @@
+//! Herald's HTTP listener (docs/contracts.md#http-and-grpc): metrics,
+//! health, and one file per surface.
+//!
+//! - `GET /metrics` — Prometheus text, rendered from the global recorder.
+//! - `GET /healthz` — the process is up.
+//! - `GET /readyz` — Redis answers and the instance is not shutting down.
+//! - `POST /v1/messages` — one message or an array, same JSON as the queue;
+//!   bearer API key per tenant; `202` only after the entries are in Redis.
+//! - `GET /v1/messages/{tenant}/{id}` — current state and decision trail.
+//! - `POST /v1/policy/evaluate` — what the policy decides for a number,
+//!   category and instant (the dispatch path's own code).
+//! - `POST /v1/webhooks/twilio/inbound` — replies (STOP / START / HELP…),
+//!   signature-verified, answered with TwiML.
+//! - `POST /v1/webhooks/twilio/status` — delivery receipts.
+//! - `GET /v1/consent/{tenant}/{number}` — a number's consent and evidence.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub mod config;
+mod consent;
+mod messages;
+mod policy;
+mod twilio;
+
+use self::config::HttpConfig;
+use crate::conn::Conn;
+use crate::ingest::decode::Limits;
+
+/// Shared by every request.
+pub struct HttpState {
+    pub cfg: HttpConfig,
+    pub partitions: u16,
+    pub limits: Limits,
+    pub metrics: Option<PrometheusHandle>,
+    pub redis: Conn,
+    /// Set by the health checker.
+    pub redis_up: Arc<AtomicBool>,
+    /// Cancelled when shutdown begins: readiness turns false.
+    pub shutdown: CancellationToken,
+    pub policy: Arc<crate::policy::Policy>,
+    pub consent: Arc<crate::consent::ConsentLedger>,
+    pub cap_script: redis::Script,
+    /// `control.token`: an admin may use every tenant's endpoints.
+    pub admin_token: String,
+    /// (account_sid, auth_token) of each twilio provider, for signatures.
+    pub twilio: Vec<(String, String)>,
+    /// (account_sid, provider name) of each twilio provider, for receipts.
+    pub twilio_names: Vec<(String, String)>,
+    pub receipts: Arc<crate::delivery::receipts::Receipts>,
+}
+
+pub type Body = Full<Bytes>;
+
+/// Accept connections until shutdown.
+pub async fn serve(listener: TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
+    loop {
+        let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["metrics"]) => match &state.metrics {
+            Some(h) => text(StatusCode::OK, "text/plain; version=0.0.4", h.render()),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "metrics disabled\n".into(),
+            ),
+        },
+        (&Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, ["readyz"]) => {
+            if state.shutdown.is_cancelled() {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "shutting down\n".into(),
+                )
+            } else if !state.redis_up.load(Ordering::Relaxed) {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "redis unreachable\n".into(),
+                )
+            } else {
+                text(StatusCode::OK, "text/plain", "ready\n".into())
+            }
+        }
+        (&Method::POST, ["v1", "messages"]) => messages::post_messages(state, req).await,
+        (&Method::GET, ["v1", "messages", tenant, id]) => {
+            let (tenant, id) = (decode_segment(tenant), decode_segment(id));
+            messages::get_message(state, &req, &tenant, &id).await
+        }
+        (&Method::POST, ["v1", "policy", "evaluate"]) => policy::evaluate_policy(state, req).await,
+        (&Method::POST, ["v1", "webhooks", "twilio", "inbound"]) => {
+            twilio::twilio_inbound(state, req).await
+        }
+        (&Method::POST, ["v1", "webhooks", "twilio", "status"]) => {
+            twilio::twilio_status(state, req).await
+        }
+        (&Method::GET, ["v1", "consent", tenant, number]) => {
+            let (tenant, number) = (decode_segment(tenant), decode_segment(number));
+            consent::get_consent(state, &req, &tenant, &number).await
+        }
+        (_, ["metrics" | "healthz" | "readyz"])
+        | (_, ["v1", "messages" | "policy" | "webhooks" | "consent", ..]) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed",
+        ),
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+    }
+}
+
+fn decode_segment(s: &str) -> String {
+    // Percent-decoding of a path segment (ids may hold reserved characters).
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
+    r
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut body = serde_json::to_vec(v).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    json_response(status, &json!({"error": code, "message": message}))
+}
+
+/// The tenant whose API key the request carries, compared in constant time.
+fn authenticate<'a>(cfg: &'a HttpConfig, headers: &http::HeaderMap) -> Option<&'a str> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = auth.strip_prefix("Bearer ")?.trim().as_bytes();
+    let mut found = None;
+    for (tenant, key) in &cfg.api_keys {
+        if constant_time_eq(key.as_bytes(), token) {
+            found = Some(tenant.as_str());
+        }
+    }
+    found
+}
+
+/// May the request act for `tenant`: its API key, or the admin token.
+fn authorized_for(state: &HttpState, headers: &http::HeaderMap, tenant: &str) -> bool {
+    if authenticate(&state.cfg, headers) == Some(tenant) {
+        return true;
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::trim);
+    !state.admin_token.is_empty()
+        && token.is_some_and(|t| constant_time_eq(t.as_bytes(), state.admin_token.as_bytes()))
+}
+
+/// Read a request body up to the configured limit.
+async fn read_body(state: &HttpState, req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    match Limited::new(req.into_body(), state.cfg.max_request_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body over http.max_request_bytes",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(decode_segment("a%3Ab"), "a:b");
+        assert_eq!(decode_segment("plain"), "plain");
+        assert_eq!(decode_segment("bad%zz"), "bad%zz");
+        assert_eq!(decode_segment("end%4"), "end%4");
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
