@@ -31,7 +31,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upper bound on one call, so a wedged server cannot hang a script forever.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Statuses of the events contract (DESIGN.md §3), in the order a message
+/// Statuses of the events contract (docs/contracts.md#outcomes), in the order a message
 /// meets them. `stats` always lists these, with 0 where the server reported
 /// none, then any status this build does not know yet.
 const KNOWN_STATUSES: &[&str] = &[

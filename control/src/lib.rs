@@ -1,4 +1,4 @@
-//! Herald's gRPC control plane (DESIGN.md §5): the `herald.control.v1`
+//! Herald's gRPC control plane (docs/contracts.md#http-and-grpc): the `herald.control.v1`
 //! contract, the code generated from it, admin-token authentication shared by
 //! the server (in `herald-engine`) and its clients, and the `heraldctl` logic.
 //!

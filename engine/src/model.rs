@@ -161,7 +161,7 @@ impl RejectReason {
     }
 
     /// Entries whose bytes are not even a JSON object go to `herald:dlq`
-    /// whole (DESIGN §3). Every rejected entry is copied there, in fact, so
+    /// whole (docs/contracts.md#outcomes). Every rejected entry is copied there, in fact, so
     /// that nothing is lost when the queue entry is deleted after the ack.
     pub fn is_undecodable(self) -> bool {
         matches!(self, RejectReason::InvalidJson | RejectReason::InvalidUtf8)
@@ -200,7 +200,7 @@ pub struct Message {
     pub recipient_tz: Option<Box<str>>,
     pub recipient_state: Option<Box<str>>,
     pub debt_id: Option<Box<str>>,
-    /// The recipient's carrier, when the producer knows it (DESIGN §7: the
+    /// The recipient's carrier, when the producer knows it (docs/architecture.md#throughput-control: the
     /// message's hint picks the carrier lane). An extension of the ingest
     /// contract; older producers simply omit it.
     pub carrier: Option<Box<str>>,

@@ -154,7 +154,7 @@ async fn stop_on_one_instance_suppresses_on_another_and_confirms_once() {
     let mut conn = redis.conn().await;
     let who = number(11);
 
-    // A bad signature changes nothing (DESIGN §5).
+    // A bad signature changes nothing (docs/contracts.md#http-and-grpc).
     let (status, _) = inbound(port_a, &who, "STOP", "wrong-token").await;
     assert_eq!(status, 403);
     assert_eq!(
@@ -186,7 +186,7 @@ async fn stop_on_one_instance_suppresses_on_another_and_confirms_once() {
     let (_, twiml) = inbound(port_b, &who, "STOP", "mock-token").await;
     assert!(!twiml.contains("<Message>"), "{twiml}");
 
-    // Instance B learns of it through the feed (DESIGN §6: within a
+    // Instance B learns of it through the feed (docs/compliance.md: within a
     // second); from then on a message read by either instance is
     // suppressed.
     wait_consent(port_b, &who, "transactional", "revoked").await;

@@ -721,7 +721,7 @@ async fn metrics_expose_outcomes_latency_in_flight_and_lag() {
     herald.stop().await.unwrap();
 }
 
-/// DESIGN §5: a config with only the contract keys must start and send.
+/// docs/contracts.md#http-and-grpc: a config with only the contract keys must start and send.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_of_only_the_contract_keys_starts_and_sends() {
     let redis = RedisServer::start();

@@ -1,4 +1,4 @@
-//! Provider resilience end to end (DESIGN §4, issue #4): circuit breaker and
+//! Provider resilience end to end (docs/contracts.md#providers, issue #4): circuit breaker and
 //! failover along the route, delivery receipts from status callbacks.
 
 mod common;
@@ -79,7 +79,7 @@ open_ms = 600000
     let ev = events(&mut conn).await;
     for i in 0..3 {
         let steps = event_of(&ev, &format!("f{i}"));
-        // DESIGN §4: the transient failure retries (a `retrying` event),
+        // docs/contracts.md#providers: the transient failure retries (a `retrying` event),
         // then fails over to the next provider of the route.
         assert_eq!(steps[0]["status"], "retrying", "{steps:?}");
         assert_eq!(steps[0]["provider"], "twilio");
@@ -270,7 +270,7 @@ from = "+15005550006"
     })
     .await;
     let steps = event_of(&ev, "amb");
-    // DESIGN §4: every attempt went to the provider that may have it —
+    // docs/contracts.md#providers: every attempt went to the provider that may have it —
     // never to the backup, although failover_after = 1.
     assert!(steps.len() >= 2, "{steps:?}");
     for s in &steps {
@@ -350,7 +350,7 @@ async fn the_mock_providers_signed_callbacks_become_receipts() {
     herald.stop().await.expect("clean stop");
 }
 
-/// DESIGN §7 / issue #4: a carrier's limit holds for the fleet. Three
+/// docs/architecture.md#throughput-control / issue #4: a carrier's limit holds for the fleet. Three
 /// instances share one Redis and one `fleet = true` lane; together they
 /// never pass more than burst + rate × T + instances × lease segments in a
 /// span of T, and the rate they achieve is printed.
@@ -603,7 +603,7 @@ async fn retry_after_is_honoured_and_a_timeout_is_ambiguous() {
     herald.stop().await.expect("clean stop");
 }
 
-/// DESIGN §7 / issue #4: a number the table does not place is looked up
+/// docs/architecture.md#throughput-control / issue #4: a number the table does not place is looked up
 /// through the provider's lookup API (Twilio Lookup v2, here the mock),
 /// cached in Redis, and its later messages go to that carrier's lane.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

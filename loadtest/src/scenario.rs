@@ -9,7 +9,7 @@
 //! 4. wait up to `wait.timeout_secs` for every message's decision;
 //! 5. stop Herald, build the [`Report`].
 //!
-//! Only the Redis contracts (DESIGN.md §2, §3) are used, so the runner works
+//! Only the Redis contracts (docs/contracts.md#ingest, docs/contracts.md#outcomes) are used, so the runner works
 //! against any Herald build, or against a stand-in in tests.
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -77,7 +77,7 @@ pub(super) fn classify(
     let code = Some(u32::from(status));
     match status {
         // 408: the server gave up waiting for the request, so it did not
-        // process it. 429: rate limited. 5xx: contract (DESIGN §4).
+        // process it. 429: rate limited. 5xx: contract (docs/contracts.md#providers).
         408 | 429 | 500..=599 => SendError::Transient {
             code,
             message,

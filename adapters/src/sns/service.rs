@@ -205,7 +205,7 @@ pub(super) fn classify(
         message: message(),
     };
 
-    // Contract (DESIGN §4): 5xx is transient. 429 is how SNS answers
+    // Contract (docs/contracts.md#providers): 5xx is transient. 429 is how SNS answers
     // `Throttled`; the request was not processed.
     if status >= 500 || status == 429 {
         return transient();

@@ -1,6 +1,6 @@
 //! Twilio Lookup v2 with Line Type Intelligence: which carrier serves a
 //! number, so the engine can put its messages in the right carrier lane
-//! (DESIGN §7) when the prefix table cannot know (number portability).
+//! (docs/architecture.md#throughput-control) when the prefix table cannot know (number portability).
 //!
 //! `GET {base_url}/v2/PhoneNumbers/{E.164}?Fields=line_type_intelligence`,
 //! HTTP Basic `account_sid:auth_token`. The answer is a PhoneNumber resource

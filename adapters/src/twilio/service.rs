@@ -153,7 +153,7 @@ pub(super) fn classify(
     if status == 429 || code == Some(20429) {
         return transient(retry_after);
     }
-    // Contract (DESIGN §4): 5xx is transient.
+    // Contract (docs/contracts.md#providers): 5xx is transient.
     if status >= 500 {
         return transient(retry_after);
     }

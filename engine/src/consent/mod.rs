@@ -1,4 +1,4 @@
-//! The consent ledger (DESIGN §6): consent state per (tenant, number,
+//! The consent ledger (docs/compliance.md): consent state per (tenant, number,
 //! purpose), with Redis as the source of truth and a lock-free replica in
 //! every instance.
 

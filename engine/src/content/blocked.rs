@@ -1,5 +1,5 @@
 //! Blocked content: a tenant's list of regular expressions that a body must
-//! not match (suppressed as `content_blocked`, DESIGN §3). Typical uses:
+//! not match (suppressed as `content_blocked`, docs/contracts.md#outcomes). Typical uses:
 //! SHAFT content carriers filter, threats a collector may not make (FDCPA 15
 //! USC 1692d/e), URL shorteners carriers distrust.
 

@@ -20,7 +20,7 @@ use std::borrow::Cow;
 /// Verbs that introduce the keyword a reader should send.
 const VERBS: &[&str] = &["reply", "respond", "text", "txt", "send", "sms"];
 
-/// CTIA / carrier opt-out keywords (COMPLIANCE.md "Carrier rules"), plus
+/// CTIA / carrier opt-out keywords (docs/compliance.md#carrier-rules), plus
 /// REVOKE (47 CFR 64.1200(a)(10)).
 const KEYWORDS: &[&str] = &[
     "stop",

@@ -1,4 +1,4 @@
-//! Segment counting (COMPLIANCE.md "Carrier rules"; 3GPP TS 23.038 for the
+//! Segment counting (docs/compliance.md#carrier-rules; 3GPP TS 23.038 for the
 //! GSM 7-bit alphabet, TS 23.040 for concatenation).
 //!
 //! A single SMS carries 140 octets: 160 GSM-7 septets or 70 UCS-2 code units.
@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(Encoding::Ucs2.as_str(), "ucs2");
     }
 
-    /// (body, encoding, units, segments, why). Limits: COMPLIANCE.md "Carrier
+    /// (body, encoding, units, segments, why). Limits: docs/compliance.md#carrier-rules
     /// rules" (160/153 septets, 70/67 units; escape and surrogate pairs are
     /// never split).
     #[test]

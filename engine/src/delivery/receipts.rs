@@ -1,4 +1,4 @@
-//! Delivery receipts (DESIGN §3, §4): a provider's status callback turns a
+//! Delivery receipts (docs/contracts.md#outcomes, docs/contracts.md#providers): a provider's status callback turns a
 //! `sent` message into `delivered` or `undelivered`, at most once.
 //!
 //! The provider's message id is mapped to the message when `sent` is

@@ -1,5 +1,5 @@
 //! Retry delay: exponential backoff with full jitter, honouring the
-//! provider's `Retry-After` (DESIGN §4).
+//! provider's `Retry-After` (docs/contracts.md#providers).
 //!
 //! Full jitter (a uniform draw in `[0, min(max, base·2^(n-1))]`) spreads the
 //! retries of a burst of failures instead of re-synchronising them against a

@@ -1,4 +1,4 @@
-//! Classifying an inbound reply (DESIGN §6 "Inbound keywords").
+//! Classifying an inbound reply (docs/compliance.md#inbound-keywords).
 //!
 //! The law: 47 CFR 64.1200(a)(10), as amended effective 2025-04-11 (FCC
 //! 24-24), lets a called party revoke consent "by any reasonable means"; a

@@ -1,4 +1,4 @@
-//! Twilio webhook request validation (DESIGN §5: a bad or missing signature
+//! Twilio webhook request validation (docs/contracts.md#http-and-grpc: a bad or missing signature
 //! gets 403 and changes nothing).
 //!
 //! Twilio signs every webhook request with `X-Twilio-Signature`: the Base64 of
@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(dup, a);
     }
 
-    /// (token, url, params, header, expected, why): DESIGN §5, a bad or
+    /// (token, url, params, header, expected, why): docs/contracts.md#http-and-grpc, a bad or
     /// missing signature is rejected.
     #[test]
     fn rejection_rows() {

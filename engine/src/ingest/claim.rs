@@ -29,7 +29,7 @@ pub enum Claim {
     /// Another stream entry already carried this tenant + id.
     Duplicate,
     /// This very entry was being sent when its consumer died: the provider
-    /// may or may not have it (DESIGN §4, ambiguous). `attempt` is the new
+    /// may or may not have it (docs/contracts.md#providers, ambiguous). `attempt` is the new
     /// attempt number when the intent is to send.
     Redelivered { attempt: u32 },
     /// This entry was already decided (sent, rejected…); only the ack was lost.

@@ -1,4 +1,4 @@
-//! Frequency caps per recipient across all senders (DESIGN §6): FL / OK /
+//! Frequency caps per recipient across all senders (docs/compliance.md): FL / OK /
 //! MD 3 marketing texts per rolling 24 h (Fla. Stat. 501.616(6); 15 O.S.
 //! 775C.4; Md. Com. Law 14-4501), MA 2 collection texts per 7 days per debt
 //! (940 CMR 7.04(1)(f)).
@@ -165,19 +165,13 @@ pub fn add_release(pipe: &mut redis::Pipeline, caps: &[CapKey], member: &str) {
 
 /// The rules behind a message deferred by its caps, for its trail.
 pub fn deferred_by(caps: &[CapKey], number: u64) -> Vec<Fired> {
-    caps.iter()
-        .map(|c| Fired {
-            rule: Arc::clone(&c.rule.id),
-            citation: Arc::clone(&c.rule.citation),
-            effect: Effect::Defer,
-            detail: format!(
-                "{} per {} h reached for +{number}",
-                c.rule.limit,
-                c.rule.window_ms / 3_600_000,
-            )
-            .into(),
-        })
-        .collect()
+    fired(caps, |r| {
+        format!(
+            "{} per {} h reached for +{number}",
+            r.limit,
+            r.window_ms / 3_600_000
+        )
+    })
 }
 
 /// The rules behind a peeked deferral (`/v1/policy/evaluate`): room again
@@ -186,17 +180,22 @@ pub fn full_until(caps: &[CapKey], free_at_ms: i64) -> Vec<Fired> {
     let at = jiff::Timestamp::from_millisecond(free_at_ms)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| free_at_ms.to_string());
+    fired(caps, |r| {
+        format!(
+            "at most {} per {} h; room again at {at}",
+            r.limit,
+            r.window_ms / 3_600_000
+        )
+    })
+}
+
+fn fired(caps: &[CapKey], detail: impl Fn(&CapRule) -> String) -> Vec<Fired> {
     caps.iter()
         .map(|c| Fired {
             rule: Arc::clone(&c.rule.id),
             citation: Arc::clone(&c.rule.citation),
             effect: Effect::Defer,
-            detail: format!(
-                "at most {} per {} h; room again at {at}",
-                c.rule.limit,
-                c.rule.window_ms / 3_600_000,
-            )
-            .into(),
+            detail: detail(&c.rule).into(),
         })
         .collect()
 }

@@ -1,4 +1,4 @@
-//! Compliance policy (DESIGN §6, COMPLIANCE.md): what may be sent, when.
+//! Compliance policy (docs/compliance.md): what may be sent, when.
 //!
 //! The rule tables come from configuration (`config/compliance.toml` is the
 //! shipped default), never from code, so an admin can change a state's
@@ -59,7 +59,7 @@ use zones::Zone;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownNumber {
-    /// The tenant attests prior express consent by sending (DESIGN §6: the
+    /// The tenant attests prior express consent by sending (docs/compliance.md: the
     /// consumer gave the number for the account).
     Allow,
     /// Consent must be on file.
@@ -96,7 +96,7 @@ const DEFAULT_START_CONFIRM: &str =
 
 impl TenantPolicy {
     fn build(key: &str, s: TenantSection) -> Result<(TenantPolicy, Vec<u64>), ConfigError> {
-        // Shipped defaults, DESIGN §6: transactional and collections rely on
+        // Shipped defaults, docs/compliance.md: transactional and collections rely on
         // the prior express consent a tenant attests by sending; marketing
         // needs express written consent on file (47 CFR 64.1200(a)(2)).
         let mut consent = [
@@ -370,7 +370,7 @@ impl Policy {
         }
         let granted = match state {
             PurposeState::Granted(k) => Some(k),
-            // Attested prior express consent (DESIGN §6 default).
+            // Attested prior express consent (docs/compliance.md default).
             _ => Some(ConsentKind::Express)
                 .filter(|_| tp.consent[input.category as usize].unknown == UnknownNumber::Allow),
         };

@@ -1,4 +1,4 @@
-//! Quiet hours (DESIGN §6): may a message go now, and if not, when?
+//! Quiet hours (docs/compliance.md): may a message go now, and if not, when?
 //!
 //! A message may go only when every applicable window — federal, each
 //! candidate state's, the tenant's; by category — is open in every candidate

@@ -1,5 +1,5 @@
 //! The compliance rule tables — sending windows, day rules, state holidays,
-//! frequency caps — as configuration (COMPLIANCE.md, DESIGN §6).
+//! frequency caps — as configuration (docs/compliance.md).
 //!
 //! Laws change, so the tables are data: `config/compliance.toml` is compiled
 //! in as the default ([`Rules::shipped`]) and an admin may load an edited copy
@@ -23,7 +23,7 @@ use crate::consent::ConsentKind;
 use crate::model::Category;
 use crate::policy::zones::StateCode;
 
-/// The shipped defaults (COMPLIANCE.md's tables).
+/// The shipped defaults (docs/compliance.md's tables).
 const SHIPPED: &str = include_str!("../../../config/compliance.toml");
 
 /// One hour = 3.6 M ms; caps are configured in hours.
@@ -678,7 +678,7 @@ mod tests {
     fn shipped_rules_hold_every_row_of_compliance_md() {
         let r = Rules::shipped();
         let ids: Vec<&str> = r.windows().iter().map(|w| &*w.id).collect();
-        // One row per window / day rule in COMPLIANCE.md's federal and state tables.
+        // One row per window / day rule in docs/compliance.md's federal and state tables.
         for id in [
             "tcpa-calling-hours",            // 47 CFR 64.1200(c)(1)
             "fdcpa-convenient-hours",        // 15 USC 1692c(a)(1)

@@ -1,5 +1,5 @@
 //! Where a recipient may be: candidate time zones and US states for a number
-//! (DESIGN §6, COMPLIANCE.md "Time zones").
+//! (docs/compliance.md#time-zones).
 //!
 //! The data is libphonenumber's, embedded at build time (`engine/data/`, with
 //! its attribution header) and parsed once, on first use, into immutable
@@ -232,7 +232,7 @@ impl Zone {
     }
 
     /// The zone's rules, loaded once from the system tz database. Convert at
-    /// the instant of sending; never cache an offset (COMPLIANCE.md).
+    /// the instant of sending; never cache an offset (docs/compliance.md).
     pub fn tz(self) -> &'static TimeZone {
         &TABLES.zones[usize::from(self.0)].1
     }
@@ -374,7 +374,7 @@ impl fmt::Debug for StateSet {
     }
 }
 
-/// Where a recipient may be (DESIGN §6; Reg F comment 6(b)(1)(i)-2: every
+/// Where a recipient may be (docs/compliance.md; Reg F comment 6(b)(1)(i)-2: every
 /// location the debt collector knows of counts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidates {

@@ -146,7 +146,7 @@ impl Providers {
     /// failure retries on the same provider, then fails over to the next —
     /// skipping providers whose circuit is open. `pinned` (an ambiguous
     /// send's provider) wins: the message may already be there, so it is
-    /// never re-sent through another provider (DESIGN §4).
+    /// never re-sent through another provider (docs/contracts.md#providers).
     pub fn pick(&self, route: &[usize], attempt: u32, pinned: Option<u16>, now_ms: i64) -> Pick {
         if let Some(i) = pinned.filter(|i| usize::from(*i) < self.slots.len()) {
             return Pick::Slot {

@@ -1,4 +1,4 @@
-//! Which carrier lane a message goes through (DESIGN §7): the message's hint
+//! Which carrier lane a message goes through (docs/architecture.md#throughput-control): the message's hint
 //! if it names a known carrier, else the lookup cache, else the longest
 //! matching prefix of the configured table, else `unknown`.
 //!

@@ -1,4 +1,4 @@
-//! Fleet-wide lanes (DESIGN §7): a carrier limit that holds for every
+//! Fleet-wide lanes (docs/architecture.md#throughput-control): a carrier limit that holds for every
 //! instance on one Redis, not once per instance.
 //!
 //! The bucket lives in Redis as one GCRA key per lane (`herald:throttle:{att}`

@@ -1,4 +1,4 @@
-//! Throughput control (DESIGN §7): carrier lanes and token buckets, counted
+//! Throughput control (docs/architecture.md#throughput-control): carrier lanes and token buckets, counted
 //! in segments, local or fleet-wide, changeable at run time.
 //!
 //! The dispatcher's part is two calls per message:

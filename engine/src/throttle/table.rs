@@ -121,7 +121,7 @@ impl LimitFile {
 // ---------------------------------------------------------------------------
 
 /// The kind of a sender, which picks its default limit: providers queue per
-/// sender at different rates (COMPLIANCE.md "Carrier rules").
+/// sender at different rates (docs/compliance.md#carrier-rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SenderClass {
     /// A 10-digit (E.164) number that is not toll-free.

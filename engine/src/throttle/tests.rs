@@ -53,7 +53,7 @@ fn carrier(name: &str) -> Carrier {
 fn shipped_table_holds_the_carrier_rules() {
     let c = ThrottleConfig::shipped();
     let limit = |name: &str| c.carrier(name).unwrap().limit;
-    // COMPLIANCE.md "Carrier rules": AT&T class E 240 / minute.
+    // docs/compliance.md#carrier-rules: AT&T class E 240 / minute.
     let att = limit("att").unwrap();
     assert_eq!((att.segments(), att.per()), (240, Duration::from_secs(60)));
     assert_eq!(att.burst(), 4, "one second's worth of 240/min");

@@ -1,4 +1,4 @@
-//! Following `herald:events` (DESIGN.md §3) and keeping, per message of this
+//! Following `herald:events` (docs/contracts.md#outcomes) and keeping, per message of this
 //! run, its first decision.
 use std::collections::{BTreeMap, HashMap};
 
@@ -34,7 +34,7 @@ pub enum Status {
 }
 
 impl Status {
-    /// The decisions: every message gets exactly one (DESIGN.md §3).
+    /// The decisions: every message gets exactly one (docs/contracts.md#outcomes).
     pub const DECISIONS: [Status; 7] = [
         Status::Sent,
         Status::Suppressed,

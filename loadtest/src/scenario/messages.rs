@@ -1,5 +1,5 @@
 //! Building the scenario's messages and queueing them through the ingest
-//! contract (DESIGN.md §2): `XADD herald:q:{n} * msg <json>`.
+//! contract (docs/contracts.md#ingest): `XADD herald:q:{n} * msg <json>`.
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -52,7 +52,7 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 
 /// The partition a message to `to` goes to: FNV-1a 64 of the UTF-8 bytes of
 /// `to`, modulo `partitions`. One recipient always lands on one stream, which
-/// keeps that recipient's messages in order (DESIGN.md §2); Herald uses the
+/// keeps that recipient's messages in order (docs/contracts.md#ingest); Herald uses the
 /// same function when it re-queues.
 pub fn partition_of(to: &str, partitions: u32) -> u32 {
     (fnv1a64(to.as_bytes()) % u64::from(partitions.max(1))) as u32

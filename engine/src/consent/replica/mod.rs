@@ -1,4 +1,4 @@
-//! This instance's lock-free replica of the consent ledger (DESIGN §6).
+//! This instance's lock-free replica of the consent ledger (docs/compliance.md).
 //!
 //! Redis holds the ledger; every instance keeps a copy so that the
 //! per-message consent check is a lock-free, allocation-free memory lookup.

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use crate::consent::ConsentKind;
 use crate::model::Category;
 
-/// Consent on file for one purpose of one number (DESIGN §6).
+/// Consent on file for one purpose of one number (docs/compliance.md).
 ///
 /// The replica only records what is on file; what a state allows is the
 /// policy's call (shipped defaults: `Unknown` allows transactional and

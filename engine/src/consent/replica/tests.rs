@@ -47,7 +47,7 @@ fn text_form_of_ledger_states() {
     // (case, state, text) — each row a state the ledger records.
     let rows = [
         (
-            "nothing on file (DESIGN §6: unknown)",
+            "nothing on file (docs/compliance.md: unknown)",
             NumberState::DEFAULT,
             "t=u,c=u,m=u",
         ),
@@ -67,7 +67,7 @@ fn text_form_of_ledger_states() {
             "t=r,c=r,m=r",
         ),
         (
-            "STOP scoped to marketing by tenant policy (DESIGN §6)",
+            "STOP scoped to marketing by tenant policy (docs/compliance.md)",
             state(Granted(Express), Granted(Express), Revoked),
             "t=e,c=e,m=r",
         ),

@@ -16,7 +16,7 @@ fn st(s: &str) -> StateCode {
 
 #[test]
 fn number_zones_longest_prefix_wins() {
-    // (number, zones, what the row checks) — COMPLIANCE.md "Time zones" traps.
+    // (number, zones, what the row checks) — docs/compliance.md#time-zones traps.
     let table: &[(u64, &[&str], &str)] = &[
         (
             12125550123,
@@ -100,7 +100,7 @@ fn number_zones_longest_prefix_wins() {
 
 #[test]
 fn toll_free_numbers_ring_in_every_nanp_zone() {
-    // COMPLIANCE.md: toll-free numbers could be anywhere in NANP → the `1` line.
+    // docs/compliance.md: toll-free numbers could be anywhere in NANP → the `1` line.
     let nanp = names(nanp_zones());
     assert_eq!(nanp.len(), 42);
     assert!(nanp.contains(&"Pacific/Guam") && nanp.contains(&"America/St_Johns"));
