@@ -20,6 +20,9 @@ pub struct SandboxSettings {
     pub failure_rate: f64,
     /// Fraction (0–1) of sends answered with a permanent failure.
     pub permanent_failure_rate: f64,
+    /// A send whose body contains this text panics: a fault test of the
+    /// dispatch path's panic handling (a bug in an adapter).
+    pub panic_on: Option<String>,
 }
 
 /// `providers.<name>` with `kind = "sandbox"`, as the operator writes it
@@ -31,6 +34,7 @@ pub struct SandboxConfig {
     pub jitter_ms: Option<u64>,
     pub failure_rate: Option<f64>,
     pub permanent_failure_rate: Option<f64>,
+    pub panic_on: Option<String>,
 }
 
 impl SandboxConfig {
@@ -48,6 +52,7 @@ impl SandboxConfig {
             jitter: Duration::from_millis(self.jitter_ms.unwrap_or(0)),
             failure_rate: rate("failure_rate", self.failure_rate)?,
             permanent_failure_rate: rate("permanent_failure_rate", self.permanent_failure_rate)?,
+            panic_on: self.panic_on.filter(|p| !p.is_empty()),
         })
     }
 }
@@ -108,6 +113,11 @@ impl Provider for SandboxProvider {
     }
 
     async fn send(&self, req: &SendRequest<'_>) -> Result<Accepted, SendError> {
+        if let Some(p) = &self.settings.panic_on
+            && req.body.contains(p.as_str())
+        {
+            panic!("sandbox: the body contains panic_on `{p}`");
+        }
         // Draw everything before the first await: the thread-local RNG is not Send.
         let (delay, roll) = {
             let mut rng = rand::rng();

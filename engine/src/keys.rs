@@ -25,6 +25,7 @@
 //! | `herald:throttle:{<carrier>}` | string | a fleet lane's GCRA state | fleet lanes |
 //! | `herald:carrier:{<number>}` | string | a carrier lookup's answer | carrier lookups |
 //! | `herald:inbound` | stream | replies that are not keywords | the inbound webhook |
+//! | `herald:written:<batch>` | string | that an outcome batch committed (10 min) | the outcome writer |
 //!
 //! Tenants cannot contain `:` (validated at ingest), so keys that embed a
 //! tenant and an id are unambiguous. Braces are Redis Cluster hash tags.
@@ -62,6 +63,7 @@ const RECEIPT_PREFIX: &str = "herald:receipt:";
 const CAP_PREFIX: &str = "herald:cap:{";
 const FLEET_LANE_PREFIX: &str = "herald:throttle:{";
 const CARRIER_PREFIX: &str = "herald:carrier:{";
+const WRITTEN_PREFIX: &str = "herald:written:";
 
 /// The message record `herald:msg:<tenant>:<id>`: its fields and the
 /// values of `state`. Who writes what:
@@ -218,6 +220,12 @@ pub fn fleet_lane(carrier: &str) -> String {
 /// A number's cached carrier lookup.
 pub fn carrier_lookup(number: u64) -> String {
     format!("{CARRIER_PREFIX}{number}}}")
+}
+
+/// The mark an outcome batch's transaction leaves: if it is there, the
+/// batch committed, even when its reply was lost.
+pub fn written(batch: u64) -> String {
+    format!("{WRITTEN_PREFIX}{batch:016x}")
 }
 
 /// Partition for a recipient: FNV-1a 64 over the E.164 text, so one

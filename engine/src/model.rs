@@ -81,6 +81,9 @@ pub enum Reason {
     /// written, a crash during the send).
     Ambiguous,
     AttemptsExhausted,
+    /// Handling it panicked, or it was delivered more than
+    /// `dispatch.max_deliveries` times.
+    Poison,
     // expired
     ExpiresAt,
     ExpiresBeforeSendAt,
@@ -91,6 +94,8 @@ pub enum Reason {
 pub enum Lane {
     Carrier,
     Sender,
+    /// A provider account's `max_concurrency`.
+    Account,
 }
 
 impl Lane {
@@ -98,6 +103,7 @@ impl Lane {
         match self {
             Lane::Carrier => "carrier",
             Lane::Sender => "sender",
+            Lane::Account => "account",
         }
     }
 }
@@ -125,6 +131,7 @@ impl Reason {
             Reason::ProviderRejected => "provider_rejected",
             Reason::Ambiguous => "ambiguous",
             Reason::AttemptsExhausted => "attempts_exhausted",
+            Reason::Poison => "poison",
             Reason::ExpiresAt => "expires_at",
             Reason::ExpiresBeforeSendAt => "expires_before_send_at",
         }

@@ -41,6 +41,11 @@ pub fn recorded(o: &Outcome, counts: &StatusCounts) {
             telemetry::message_outcome("duplicate", "");
             tracing::debug!(tenant = %m.tenant, id = %m.id, "duplicate recorded");
         }
+        OutcomeKind::Poison { detail } => {
+            counts.add(Status::Failed);
+            telemetry::message_outcome("failed", Reason::Poison.as_str());
+            tracing::warn!(entry = %o.entry, partition = o.partition, detail, "poison entry sent to the DLQ");
+        }
         OutcomeKind::Rejected { rejection, .. } => {
             counts.add(Status::Rejected);
             telemetry::message_outcome("rejected", rejection.reason.as_str());

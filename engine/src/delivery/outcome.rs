@@ -152,6 +152,11 @@ pub enum OutcomeKind {
     Duplicate(Box<Message>),
     /// The entry breaks the ingest contract; it is copied whole to the DLQ.
     Rejected { rejection: Rejection, raw: Vec<u8> },
+    /// Handling the entry panicked, or it was delivered more than
+    /// `dispatch.max_deliveries` times: it is copied to the DLQ and its
+    /// message recorded `failed` / `poison`, so it cannot stop a shard
+    /// again. `detail` says which.
+    Poison { detail: String },
 }
 
 /// One queue entry's outcome, carrying the in-flight permit it held: the
@@ -165,5 +170,14 @@ pub struct Outcome {
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
+/// What a shard tells its writer, in order.
+#[derive(Debug)]
+pub enum ToWriter {
+    /// These entries were read and are being handled: keep them claimed
+    /// (the writer's heartbeat) until their outcomes are recorded.
+    Reading(Vec<(u16, StreamId)>),
+    Outcome(Outcome),
+}
+
 /// Where each shard's outcomes go: its writer task.
-pub type OutcomeSender = mpsc::UnboundedSender<Outcome>;
+pub type OutcomeSender = mpsc::UnboundedSender<ToWriter>;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::outcome::{Decision, Outcome, OutcomeKind, Status, StatusCounts};
+use super::outcome::{Decision, Outcome, OutcomeKind, Status, StatusCounts, ToWriter};
 use super::record::{self, TrailEntry};
 use crate::conn::{Backoff, Conn};
 use crate::ingest::delayed::Scheduled;
@@ -32,29 +32,93 @@ pub struct WriterConfig {
     pub state_ttl: Duration,
     pub streams: Arc<[String]>,
     pub counts: Arc<StatusCounts>,
+    /// This instance's consumer name: the heartbeat keeps its entries.
+    pub consumer: String,
+    /// `dispatch.claim_idle_ms`: entries idle this long are taken over by
+    /// other instances, so the heartbeat keeps ours well below it.
+    pub claim_idle: Duration,
 }
 
 /// Largest batch written in one transaction.
 const MAX_BATCH: usize = 1024;
 
+/// How long the mark of a committed batch is kept: longer than any retry
+/// of it can take.
+const WRITTEN_TTL_MS: u64 = 600_000;
+
 /// Run until every sender is dropped and the channel is drained.
+///
+/// Besides recording outcomes, the writer keeps the entries its shard is
+/// handling claimed: every `claim_idle / 4` it resets their idle time
+/// (`XCLAIM … JUSTID`), so a slow send is never taken over by another
+/// instance's `XAUTOCLAIM` while this one is alive (BullMQ renews a job's
+/// lock the same way). The writer knows exactly which entries are in
+/// flight — the shard tells it what it read, in order, before their
+/// outcomes — so an entry whose outcome never comes (a lost task) stops
+/// being renewed after `10 × claim_idle` and is recovered like a dead
+/// consumer's.
 pub async fn run_writer(
     mut conn: Conn,
-    mut rx: mpsc::UnboundedReceiver<Outcome>,
+    mut rx: mpsc::UnboundedReceiver<ToWriter>,
     cfg: WriterConfig,
 ) {
+    let mut msgs: Vec<ToWriter> = Vec::with_capacity(MAX_BATCH);
     let mut batch: Vec<Outcome> = Vec::with_capacity(MAX_BATCH);
     let mut backoff = Backoff::new();
+    let mut heartbeat = Heartbeat::new(&cfg);
+    let mut tick = tokio::time::interval(heartbeat.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
+        tokio::select! {
+            n = rx.recv_many(&mut msgs, MAX_BATCH) => {
+                if n == 0 {
+                    return;
+                }
+            }
+            _ = tick.tick() => {
+                heartbeat.beat(&mut conn, &cfg).await;
+                continue;
+            }
         }
         let now = crate::clock::now_ms();
-        let pipe = build(&batch, &cfg, now);
+        for m in msgs.drain(..) {
+            match m {
+                ToWriter::Reading(entries) => heartbeat.reading(entries, now),
+                ToWriter::Outcome(o) => batch.push(o),
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let token = rand::random::<u64>();
+        let pipe = build(&batch, &cfg, now, token);
         // Redis errors: keep retrying. The entries stay pending meanwhile, so
         // a crash here loses nothing; the permits held by `batch` keep the
-        // shards from reading more than they can record.
+        // shards from reading more than they can record. A retry first asks
+        // whether the last try committed (its reply may have been lost):
+        // the batch's mark says so, and then nothing is written twice.
+        let mut tried = false;
         loop {
+            if tried {
+                match committed(&mut conn, token).await {
+                    Ok(true) => {
+                        tracing::info!(
+                            batch = batch.len(),
+                            "an outcome batch had committed; its reply was lost"
+                        );
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        telemetry::redis_error("write_outcomes");
+                        tracing::warn!(error = %e, "checking an outcome batch failed; retrying");
+                        heartbeat.beat_if_due(&mut conn, &cfg).await;
+                        backoff.wait().await;
+                        continue;
+                    }
+                }
+            }
+            tried = true;
             match pipe.query_async::<()>(&mut conn).await {
                 Ok(()) => {
                     backoff.reset();
@@ -63,20 +127,168 @@ pub async fn run_writer(
                 Err(e) => {
                     telemetry::redis_error("write_outcomes");
                     tracing::warn!(error = %e, batch = batch.len(), "recording outcomes failed; retrying");
+                    heartbeat.beat_if_due(&mut conn, &cfg).await;
                     backoff.wait().await;
                 }
             }
         }
         for o in &batch {
+            heartbeat.done(o.partition, o.entry);
             super::events::recorded(o, &cfg.counts);
         }
         batch.clear();
+        // A steady stream of outcomes must not starve the heartbeat.
+        heartbeat.beat_if_due(&mut conn, &cfg).await;
     }
 }
 
-fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64) -> redis::Pipeline {
+/// Whether the batch marked `token` committed.
+async fn committed(conn: &mut Conn, token: u64) -> redis::RedisResult<bool> {
+    redis::cmd("EXISTS")
+        .arg(keys::written(token))
+        .query_async::<i64>(conn)
+        .await
+        .map(|n| n > 0)
+}
+
+/// The entries this shard is handling, kept claimed while they are.
+struct Heartbeat {
+    /// (partition, entry) → when it was read (ms).
+    in_flight: hashbrown::HashMap<(u16, StreamId), i64>,
+    every: Duration,
+    next: tokio::time::Instant,
+    /// Entries in flight longer than this are stuck: no longer renewed.
+    give_up_ms: i64,
+}
+
+impl Heartbeat {
+    fn new(cfg: &WriterConfig) -> Heartbeat {
+        let every = (cfg.claim_idle / 4).max(Duration::from_millis(10));
+        Heartbeat {
+            in_flight: hashbrown::HashMap::new(),
+            every,
+            next: tokio::time::Instant::now() + every,
+            give_up_ms: 10 * cfg.claim_idle.as_millis() as i64,
+        }
+    }
+
+    fn reading(&mut self, entries: Vec<(u16, StreamId)>, now: i64) {
+        for e in entries {
+            self.in_flight.insert(e, now);
+        }
+    }
+
+    fn done(&mut self, partition: u16, entry: StreamId) {
+        self.in_flight.remove(&(partition, entry));
+    }
+
+    /// Beat now if a tick came due while the writer was busy retrying.
+    async fn beat_if_due(&mut self, conn: &mut Conn, cfg: &WriterConfig) {
+        if tokio::time::Instant::now() >= self.next {
+            self.beat(conn, cfg).await;
+        }
+    }
+
+    /// Reset the idle time of every entry in flight that is still ours.
+    /// Entries another consumer took meanwhile (after an outage longer than
+    /// `claim_idle`) are left to it: `XPENDING` for our consumer lists only
+    /// ours.
+    async fn beat(&mut self, conn: &mut Conn, cfg: &WriterConfig) {
+        self.next = tokio::time::Instant::now() + self.every;
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let now = crate::clock::now_ms();
+        let mut by_partition: Vec<usize> = vec![0; cfg.streams.len()];
+        let mut stuck = 0;
+        for (&(p, _), &since) in &self.in_flight {
+            if now - since > self.give_up_ms {
+                stuck += 1;
+            } else if let Some(n) = by_partition.get_mut(usize::from(p)) {
+                *n += 1;
+            }
+        }
+        if stuck > 0 {
+            tracing::warn!(
+                stuck,
+                "entries in flight for more than 10 × claim_idle are no longer renewed"
+            );
+        }
+        let min_idle = (self.every.as_millis() / 2) as u64;
+        let mut pending = redis::pipe();
+        let mut asked = Vec::new();
+        for (p, n) in by_partition.iter().enumerate() {
+            if *n == 0 {
+                continue;
+            }
+            pending
+                .cmd("XPENDING")
+                .arg(&cfg.streams[p])
+                .arg(keys::GROUP)
+                .arg("IDLE")
+                .arg(min_idle)
+                .arg("-")
+                .arg("+")
+                .arg(*n + 64)
+                .arg(&cfg.consumer);
+            asked.push(p);
+        }
+        let replies: Vec<redis::Value> = match pending.query_async(conn).await {
+            Ok(r) => r,
+            Err(e) => {
+                telemetry::redis_error("heartbeat");
+                tracing::warn!(error = %e, "renewing claims failed");
+                return;
+            }
+        };
+        let mut claim = redis::pipe();
+        let mut renewed = 0;
+        for (p, reply) in asked.into_iter().zip(replies) {
+            let ids: Vec<StreamId> = crate::ingest::stream::pending_counts(&reply)
+                .into_iter()
+                .map(|(id, _)| id)
+                .filter(|id| {
+                    self.in_flight
+                        .get(&(p as u16, *id))
+                        .is_some_and(|since| now - since <= self.give_up_ms)
+                })
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            renewed += ids.len();
+            claim
+                .cmd("XCLAIM")
+                .arg(&cfg.streams[p])
+                .arg(keys::GROUP)
+                .arg(&cfg.consumer)
+                .arg(0)
+                .arg(&ids)
+                .arg("JUSTID")
+                .ignore();
+        }
+        if renewed == 0 {
+            return;
+        }
+        if let Err(e) = claim.query_async::<()>(conn).await {
+            telemetry::redis_error("heartbeat");
+            tracing::warn!(error = %e, "renewing claims failed");
+            return;
+        }
+        telemetry::claims_renewed(renewed);
+    }
+}
+
+fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64, token: u64) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     pipe.atomic();
+    // The batch's mark: committed with everything else, or not at all.
+    pipe.cmd("SET")
+        .arg(keys::written(token))
+        .arg(1)
+        .arg("PX")
+        .arg(WRITTEN_TTL_MS)
+        .ignore();
     // Acks are grouped per partition: one XACK (and trim) per stream per
     // batch instead of one per message.
     let mut acks: Vec<Vec<StreamId>> = vec![Vec::new(); cfg.streams.len()];
@@ -113,6 +325,7 @@ fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64) -> redis::Pipeline {
             OutcomeKind::Rejected { rejection, raw } => {
                 rejected(&mut pipe, o, rejection, raw, cfg, &ts, now, ttl_ms)
             }
+            OutcomeKind::Poison { detail } => poison(&mut pipe, o, detail, cfg, &ts, ttl_ms),
         }
         if let Some(ids) = acks.get_mut(usize::from(o.partition)) {
             ids.push(o.entry);
@@ -337,4 +550,71 @@ fn rejected(
         };
         record::add_step(pipe, tenant, id, &entry, ttl_ms);
     }
+}
+
+/// A poison entry: copied from its stream to the DLQ, and its message (as
+/// far as its JSON can be read) recorded `failed` / `poison`. In Lua
+/// because only Redis has the entry's bytes at hand: the task that
+/// panicked took its copy with it.
+///
+/// KEYS: the stream, the DLQ, the events stream. ARGV: entry id, detail,
+/// ts, events max len, DLQ max len, record prefix, trail prefix, ttl (ms).
+pub const POISON_LUA: &str = r#"
+local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+local raw = ''
+if e[1] then
+  local f = e[1][2]
+  for i = 1, #f, 2 do
+    if f[i] == 'msg' then raw = f[i + 1] end
+  end
+end
+local id, tenant = '', 'default'
+local ok, m = pcall(cjson.decode, raw)
+if ok and type(m) == 'table' then
+  if type(m.id) == 'string' then id = m.id end
+  if type(m.tenant) == 'string' then tenant = m.tenant end
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'reason', 'poison', 'detail', ARGV[2],
+  'stream', KEYS[1], 'entry', ARGV[1], 'msg', raw)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'id', id, 'tenant', tenant,
+  'status', 'failed', 'reason', 'poison', 'detail', ARGV[2], 'entry', ARGV[1], 'ts', ARGV[3])
+if id ~= '' and not string.find(tenant, ':', 1, true) then
+  local k = ARGV[6] .. tenant .. ':' .. id
+  if redis.call('HGET', k, 'entry') == ARGV[1] then
+    redis.call('HSET', k, 'state', 'failed', 'reason', 'poison', 'ts', ARGV[3])
+  end
+  local t = ARGV[7] .. tenant .. ':' .. id
+  redis.call('RPUSH', t, cjson.encode({ts = tonumber(ARGV[3]), status = 'failed',
+    reason = 'poison', detail = ARGV[2], entry = ARGV[1], attempt = 0}))
+  redis.call('PEXPIRE', t, ARGV[8])
+end
+return 1
+"#;
+
+fn poison(
+    pipe: &mut redis::Pipeline,
+    o: &Outcome,
+    detail: &str,
+    cfg: &WriterConfig,
+    ts: &str,
+    ttl_ms: u64,
+) {
+    let Some(stream) = cfg.streams.get(usize::from(o.partition)) else {
+        return;
+    };
+    pipe.cmd("EVAL")
+        .arg(POISON_LUA)
+        .arg(3)
+        .arg(stream)
+        .arg(keys::DLQ)
+        .arg(keys::EVENTS)
+        .arg(o.entry)
+        .arg(detail)
+        .arg(ts)
+        .arg(cfg.events_max_len)
+        .arg(cfg.dlq_max_len)
+        .arg(keys::MSG_PREFIX)
+        .arg(keys::TRAIL_PREFIX)
+        .arg(ttl_ms)
+        .ignore();
 }

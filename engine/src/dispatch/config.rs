@@ -40,6 +40,7 @@ pub struct DispatchSection {
     pub dead_consumer_idle_ms: u64,
     pub consumer: Option<String>,
     pub failover_after: u32,
+    pub max_deliveries: u32,
 }
 
 impl Default for DispatchSection {
@@ -63,6 +64,7 @@ impl Default for DispatchSection {
             dead_consumer_idle_ms: 3_600_000,
             consumer: None,
             failover_after: 2,
+            max_deliveries: 10,
         }
     }
 }
@@ -89,6 +91,10 @@ pub struct DispatchConfig {
     /// Attempts on one provider before a transient failure moves to the
     /// next provider of the route.
     pub failover_after: u32,
+    /// An entry Redis delivered more often than this (taken over again
+    /// and again: every instance that handles it dies) is `failed` /
+    /// `poison` and copied to the DLQ instead of being handled once more.
+    pub max_deliveries: u32,
 }
 
 impl DispatchSection {
@@ -138,6 +144,12 @@ impl DispatchSection {
                 "must be between 1 and 100",
             ));
         }
+        if d.max_deliveries < 2 || d.max_deliveries > 1_000 {
+            return Err(key_err(
+                "dispatch.max_deliveries",
+                "must be between 2 and 1000",
+            ));
+        }
         let consumer = match d.consumer {
             Some(c) if c.is_empty() => {
                 return Err(key_err("dispatch.consumer", "must not be empty when set"));
@@ -168,6 +180,7 @@ impl DispatchSection {
             consumer,
             failover_after: positive("dispatch.failover_after", u64::from(d.failover_after))?
                 as u32,
+            max_deliveries: d.max_deliveries,
         })
     }
 }

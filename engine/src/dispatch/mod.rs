@@ -147,6 +147,8 @@ impl Dispatcher {
             state_ttl: self.dispatch.idempotency_ttl,
             streams: Arc::clone(&self.streams),
             counts: Arc::clone(&self.counts),
+            consumer: self.dispatch.consumer.clone(),
+            claim_idle: self.dispatch.claim_idle,
         }
     }
 }
@@ -318,6 +320,7 @@ impl Shard {
     async fn reclaim(&mut self, cursors: &mut [String], want: usize) -> Vec<stream::Entry> {
         let d = &self.d;
         let mut out = Vec::new();
+        let mut deleted = Vec::new();
         for (i, part) in self.parts.iter().enumerate() {
             if out.len() >= want {
                 break;
@@ -332,9 +335,12 @@ impl Shard {
             )
             .await
             {
-                Ok((next, mut entries)) => {
-                    cursors[i] = next;
-                    out.append(&mut entries);
+                Ok(mut r) => {
+                    cursors[i] = r.cursor;
+                    out.append(&mut r.entries);
+                    if !r.deleted.is_empty() {
+                        deleted.push((*part, r.deleted));
+                    }
                 }
                 Err(e) => {
                     telemetry::redis_error("autoclaim");
@@ -342,6 +348,48 @@ impl Shard {
                 }
             }
         }
+        if !deleted.is_empty() {
+            self.record_deleted(deleted).await;
+        }
         out
+    }
+
+    /// Entries that were pending but had been deleted from their stream
+    /// (`XDEL`, `XTRIM` by someone else): their content is gone, so what is
+    /// left — the stream and the entry id — goes to the DLQ, and they are
+    /// counted. Nothing is dropped silently.
+    async fn record_deleted(&mut self, deleted: Vec<(u16, Vec<stream::StreamId>)>) {
+        let mut pipe = redis::pipe();
+        let mut n = 0;
+        for (part, ids) in &deleted {
+            let stream = keys::queue(*part);
+            for id in ids {
+                n += 1;
+                pipe.cmd("XADD")
+                    .arg(keys::DLQ)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(self.d.events.dlq_max_len)
+                    .arg("*")
+                    .arg("reason")
+                    .arg("deleted_while_pending")
+                    .arg("detail")
+                    .arg("the entry was deleted from its stream before it was handled")
+                    .arg("stream")
+                    .arg(&stream)
+                    .arg("entry")
+                    .arg(*id)
+                    .ignore();
+            }
+        }
+        tracing::warn!(
+            entries = n,
+            "pending entries had been deleted from their stream"
+        );
+        telemetry::vanished("entry_deleted", n);
+        if let Err(e) = pipe.query_async::<()>(&mut self.work_conn).await {
+            telemetry::redis_error("record_deleted");
+            tracing::warn!(error = %e, "recording deleted entries in the DLQ failed");
+        }
     }
 }

@@ -27,7 +27,7 @@ use super::hold::{self, Hold};
 use super::send::{self, Outgoing, emit, record};
 use crate::clock::now_ms;
 use crate::conn::Conn;
-use crate::delivery::outcome::{Decision, OutcomeKind, OutcomeSender, Status};
+use crate::delivery::outcome::{Decision, OutcomeKind, OutcomeSender, Status, ToWriter};
 use crate::ingest::claim::{self, Claim, ClaimRequest, Claimed, Intent};
 use crate::ingest::decode::decode;
 use crate::ingest::stream::{Entry, StreamId};
@@ -40,6 +40,8 @@ use crate::{content, telemetry};
 struct Pending {
     partition: u16,
     entry: StreamId,
+    /// Read new, not taken over.
+    fresh: bool,
     msg: Message,
     raw: Vec<u8>,
     /// Why it is not sent now, if it is not: decided after the claim.
@@ -71,6 +73,9 @@ pub async fn process_batch(
     outcomes: &OutcomeSender,
 ) {
     let now = now_ms();
+    // The writer keeps these entries claimed until their outcomes are in.
+    let reading = entries.iter().map(|e| (e.partition, e.id)).collect();
+    let _ = outcomes.send(ToWriter::Reading(reading));
     // 1–2. decode and screen, in memory.
     let pending = screen_all(d, entries, permits, outcomes, now);
     if pending.is_empty() {
@@ -94,7 +99,7 @@ pub async fn process_batch(
     }
     // 7. send, off the shard's loop.
     for o in outgoing {
-        tokio::spawn(send::send_task(Arc::clone(d), outcomes.clone(), o));
+        tokio::spawn(send::guarded(Arc::clone(d), outcomes.clone(), o));
     }
 }
 
@@ -127,21 +132,54 @@ fn screen_all(
                 continue;
             }
         };
-        let mut msg = match decode(&raw, &d.limits) {
-            Ok(m) => m,
-            Err(rejection) => {
+        if entry.deliveries > d.dispatch.max_deliveries {
+            let detail = format!(
+                "delivered {} times (dispatch.max_deliveries = {})",
+                entry.deliveries, d.dispatch.max_deliveries
+            );
+            emit(
+                outcomes,
+                entry.partition,
+                entry.id,
+                permit,
+                OutcomeKind::Poison { detail },
+            );
+            continue;
+        }
+        // A panic in the in-memory stages ends this entry, not the shard.
+        let screened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decode(&raw, &d.limits).map(|mut msg| {
+                let s = screen(d, &mut msg, now);
+                (msg, s)
+            })
+        }));
+        let (msg, screened) = match screened {
+            Ok(Ok(screened)) => screened,
+            Ok(Err(rejection)) => {
                 let kind = OutcomeKind::Rejected { rejection, raw };
                 emit(outcomes, entry.partition, entry.id, permit, kind);
                 continue;
             }
+            Err(panic) => {
+                let detail = format!("screening it panicked: {}", send::panic_text(&panic));
+                emit(
+                    outcomes,
+                    entry.partition,
+                    entry.id,
+                    permit,
+                    OutcomeKind::Poison { detail },
+                );
+                continue;
+            }
         };
-        let (hold, segments, caps) = match screen(d, &mut msg, now) {
+        let (hold, segments, caps) = match screened {
             Ok((segments, caps)) => (None, segments, caps),
             Err(h) => (Some(h), 0, Vec::new()),
         };
         pending.push(Pending {
             partition: entry.partition,
             entry: entry.id,
+            fresh: entry.fresh,
             msg,
             raw,
             hold,
@@ -197,6 +235,7 @@ async fn claim_all(d: &Dispatcher, conn: &mut Conn, pending: &[Pending]) -> Opti
             id: &p.msg.id,
             entry: p.entry,
             intent: p.intent(),
+            fresh: p.fresh,
         })
         .collect();
     let ttl_ms = d.dispatch.idempotency_ttl.as_millis() as u64;
@@ -218,6 +257,7 @@ fn clear(
         let Pending {
             partition,
             entry,
+            fresh: _,
             msg,
             raw,
             hold,

@@ -12,9 +12,11 @@ use super::Dispatcher;
 use super::config::AmbiguousPolicy;
 use super::hold;
 use crate::clock::now_ms;
-use crate::delivery::outcome::{Decision, Outcome, OutcomeKind, OutcomeSender, Requeue, Status};
+use crate::delivery::outcome::{
+    Decision, Outcome, OutcomeKind, OutcomeSender, Requeue, Status, ToWriter,
+};
 use crate::ingest::stream::StreamId;
-use crate::model::{Category, E164, Message, Reason};
+use crate::model::{Category, E164, Lane, Message, Reason};
 use crate::policy;
 use crate::telemetry;
 
@@ -97,12 +99,42 @@ pub(super) fn emit(
     // The writer only stops after every sender is gone, so this cannot fail
     // while we hold `outcomes`; if it ever does, the entry stays pending and
     // is recovered by XAUTOCLAIM.
-    let _ = outcomes.send(Outcome {
+    let _ = outcomes.send(ToWriter::Outcome(Outcome {
         partition,
         entry,
         kind,
         permit,
-    });
+    }));
+}
+
+/// [`send_task`], with a panic turned into a poison outcome: the entry goes
+/// to the DLQ and its message is `failed` / `poison`, and the daemon goes on.
+pub(super) async fn guarded(d: Arc<Dispatcher>, outcomes: OutcomeSender, s: Outgoing) {
+    use futures::FutureExt;
+    let (partition, entry) = (s.partition, s.entry);
+    let watch = outcomes.clone();
+    let task = std::panic::AssertUnwindSafe(send_task(d, outcomes, s));
+    if let Err(panic) = task.catch_unwind().await {
+        let detail = format!("sending it panicked: {}", panic_text(&panic));
+        emit(
+            &watch,
+            partition,
+            entry,
+            None,
+            OutcomeKind::Poison { detail },
+        );
+    }
+}
+
+/// A panic's message, when it has one.
+pub(super) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".into()
+    }
 }
 
 /// Send one message and record its outcome: the task of one in-flight send.
@@ -118,8 +150,27 @@ pub(super) fn emit(
 /// policy, caps, pins and more providers.
 pub(super) async fn send_task(d: Arc<Dispatcher>, outcomes: OutcomeSender, s: Outgoing) {
     let slot = &d.providers.slots[usize::from(s.slot)];
+    // The account's concurrency bound: waited for at most half of
+    // `claim_idle`, so no wait on the path lets the entry look abandoned;
+    // past it the message goes back to the delayed set, unsent.
     let _account_permit = match &slot.limit {
-        Some(limit) => limit.clone().acquire_owned().await.ok(),
+        Some(limit) => {
+            let wait = d.dispatch.claim_idle / 2;
+            match tokio::time::timeout(wait, limit.clone().acquire_owned()).await {
+                Ok(permit) => permit.ok(),
+                Err(_) => {
+                    let detail = format!(
+                        "provider `{}` stayed at its max_concurrency for {} ms",
+                        slot.name,
+                        wait.as_millis()
+                    );
+                    let due = now_ms() + 1_000;
+                    let reason = Reason::Throttled(Lane::Account);
+                    s.defer(&d, &outcomes, due, reason, Some(detail), Vec::new());
+                    return;
+                }
+            }
+        }
         None => None,
     };
     let started = Instant::now();

@@ -155,6 +155,7 @@ pub fn parse_claim(
     found: Option<&Found>,
     ours: StreamId,
     intent: Intent,
+    fresh: bool,
 ) -> Option<(Claim, Option<FollowUp>)> {
     let [_, state_set, _expire] = replies else {
         return None;
@@ -162,7 +163,7 @@ pub fn parse_claim(
     let state_set = matches!(state_set, Value::Int(1));
     if claim_created(replies) {
         return Some(decide_claim(
-            true, state_set, None, None, None, ours, intent,
+            true, state_set, None, None, None, ours, intent, fresh,
         ));
     }
     let found = found?;
@@ -174,10 +175,14 @@ pub fn parse_claim(
         found.attempt,
         ours,
         intent,
+        fresh,
     ))
 }
 
-/// The claim's decision table.
+/// The claim's decision table. `fresh`: the entry was read new (`>`), not
+/// taken over, so a record already saying `sending` for it can only be
+/// this very claim, retried after its reply was lost: nothing was sent.
+#[allow(clippy::too_many_arguments)]
 pub fn decide_claim(
     created: bool,
     state_set: bool,
@@ -186,6 +191,7 @@ pub fn decide_claim(
     attempt: Option<u32>,
     ours: StreamId,
     intent: Intent,
+    fresh: bool,
 ) -> (Claim, Option<FollowUp>) {
     let send = intent == Intent::Send;
     if created {
@@ -214,6 +220,13 @@ pub fn decide_claim(
     }
     let state = state.map(|s| std::str::from_utf8(s).unwrap_or(""));
     match state {
+        // Our own claim, retried after its reply was lost.
+        Some(msg::SENDING) if fresh => (
+            Claim::Proceed {
+                attempt: if send { prev.max(1) } else { prev },
+            },
+            None,
+        ),
         // Being sent when its consumer died: the provider may have it.
         Some(msg::SENDING) => {
             let next = prev.max(1) + 1;
@@ -253,6 +266,8 @@ pub struct ClaimRequest<'a> {
     pub id: &'a str,
     pub entry: StreamId,
     pub intent: Intent,
+    /// Read new, not taken over ([`super::stream::Entry::fresh`]).
+    pub fresh: bool,
 }
 
 /// A claim's result: the decision, and the provider the message is pinned
@@ -319,7 +334,8 @@ pub async fn claim_batch(
     let mut follow = redis::pipe();
     let mut claims = Vec::with_capacity(batch.len());
     for ((replies, r), found) in values.chunks(CLAIM_REPLIES).zip(batch).zip(found) {
-        let Some((claim, next)) = parse_claim(replies, found.as_ref(), r.entry, r.intent) else {
+        let Some((claim, next)) = parse_claim(replies, found.as_ref(), r.entry, r.intent, r.fresh)
+        else {
             // Cannot happen with the replies `query_retrying` accepted (the
             // count, and a read-back for every hash not created); if it
             // does, leave the entries pending rather than guess:
@@ -355,13 +371,16 @@ mod tests {
         let int = Value::Int;
         let created = [int(1), int(1), int(1)];
         assert_eq!(
-            parse_claim(&created, None, ours, Intent::Send),
+            parse_claim(&created, None, ours, Intent::Send, false),
             Some((Claim::Proceed { attempt: 1 }, None))
         );
         let existed = [int(0), int(0), int(0)];
         // Not created and nothing read back: no decision.
-        assert_eq!(parse_claim(&existed, None, ours, Intent::Send), None);
-        assert_eq!(parse_claim(&created[..2], None, ours, Intent::Send), None);
+        assert_eq!(parse_claim(&existed, None, ours, Intent::Send, false), None);
+        assert_eq!(
+            parse_claim(&created[..2], None, ours, Intent::Send, false),
+            None
+        );
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
         let read = Value::Array(vec![
             bulk("5-1"),
@@ -372,7 +391,7 @@ mod tests {
         let found = parse_found(&read).expect("an HMGET reply");
         assert_eq!(found.pin.as_deref(), Some("twilio"));
         assert_eq!(
-            parse_claim(&existed, Some(&found), ours, Intent::Send),
+            parse_claim(&existed, Some(&found), ours, Intent::Send, false),
             Some((
                 Claim::Redelivered { attempt: 2 },
                 Some(FollowUp::Attempt { attempt: 2 })
@@ -382,10 +401,63 @@ mod tests {
         let found = parse_found(&other).expect("an HMGET reply");
         assert_eq!(found.pin, None);
         assert_eq!(
-            parse_claim(&existed, Some(&found), ours, Intent::Send),
+            parse_claim(&existed, Some(&found), ours, Intent::Send, false),
             Some((Claim::Duplicate, None))
         );
         assert_eq!(parse_found(&int(0)), None);
+    }
+
+    /// A claim retried after its reply was lost finds its own record: for
+    /// an entry read new that is not a redelivery (nothing was sent), for a
+    /// taken-over one it is.
+    #[test]
+    fn a_fresh_entry_finding_its_own_sending_record_proceeds() {
+        let ours = StreamId { ms: 5, seq: 1 };
+        let sending = Some(b"sending".as_slice());
+        assert_eq!(
+            decide_claim(
+                false,
+                false,
+                Some(ours),
+                sending,
+                None,
+                ours,
+                Intent::Send,
+                true
+            ),
+            (Claim::Proceed { attempt: 1 }, None)
+        );
+        assert_eq!(
+            decide_claim(
+                false,
+                false,
+                Some(ours),
+                sending,
+                None,
+                ours,
+                Intent::Send,
+                false
+            ),
+            (
+                Claim::Redelivered { attempt: 2 },
+                Some(FollowUp::Attempt { attempt: 2 })
+            )
+        );
+        // Another entry's record is a duplicate, fresh or not.
+        let other = StreamId { ms: 4, seq: 0 };
+        assert_eq!(
+            decide_claim(
+                false,
+                false,
+                Some(other),
+                sending,
+                None,
+                ours,
+                Intent::Send,
+                true
+            ),
+            (Claim::Duplicate, None)
+        );
     }
 
     #[test]
@@ -556,7 +628,9 @@ mod tests {
         ];
         for (created, state_set, entry, state, attempt, intent, claim, follow) in cases {
             assert_eq!(
-                decide_claim(created, state_set, entry, state, attempt, ours, intent),
+                decide_claim(
+                    created, state_set, entry, state, attempt, ours, intent, false
+                ),
                 (claim, follow),
                 "created={created} state_set={state_set} entry={entry:?} state={:?} attempt={attempt:?} {intent:?}",
                 state.map(String::from_utf8_lossy)

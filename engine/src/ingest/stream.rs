@@ -78,6 +78,11 @@ pub struct Entry {
     /// The `msg` field. `Err` holds every field of an entry without `msg`,
     /// rendered for the dead-letter stream.
     pub msg: Result<Vec<u8>, String>,
+    /// Read with `>`: never delivered before, so nothing can have been
+    /// sent for it yet (a taken-over entry is not fresh).
+    pub fresh: bool,
+    /// How often Redis has delivered it (1 when read new).
+    pub deliveries: u32,
 }
 
 /// Create the consumer group on every partition (from id 0, with MKSTREAM),
@@ -148,15 +153,28 @@ pub async fn read_new(
     for (key, entries) in per_stream {
         let partition = partition_of(&key, parts, streams);
         if let Value::Array(entries) = entries {
-            parse_entries(partition, entries, &mut out);
+            parse_entries(partition, entries, true, &mut out);
         }
     }
     Ok(out)
 }
 
+/// What one `XAUTOCLAIM` took over.
+#[derive(Debug, Default)]
+pub struct Reclaimed {
+    /// Where the next scan continues (`0-0` when it wrapped).
+    pub cursor: String,
+    /// The entries, with their delivery counts.
+    pub entries: Vec<Entry>,
+    /// Entries that were pending but no longer in the stream (deleted by
+    /// someone): Redis drops them from the pending list as it reports them.
+    pub deleted: Vec<StreamId>,
+}
+
 /// `XAUTOCLAIM` one partition: take over entries idle longer than
-/// `min_idle` (their consumer died). Returns the cursor to continue from
-/// (`0-0` when the scan wrapped) and the entries.
+/// `min_idle` (their consumer died), then read how often each was
+/// delivered (`XPENDING` over the claimed range), for
+/// `dispatch.max_deliveries`.
 pub async fn autoclaim(
     conn: &mut Conn,
     consumer: &str,
@@ -164,9 +182,10 @@ pub async fn autoclaim(
     min_idle: Duration,
     start: &str,
     count: usize,
-) -> RedisResult<(String, Vec<Entry>)> {
+) -> RedisResult<Reclaimed> {
+    let stream = keys::queue(partition);
     let reply: Value = redis::cmd("XAUTOCLAIM")
-        .arg(keys::queue(partition))
+        .arg(&stream)
         .arg(keys::GROUP)
         .arg(consumer)
         .arg(min_idle.as_millis() as u64)
@@ -182,6 +201,7 @@ pub async fn autoclaim(
         return Err(unexpected("XAUTOCLAIM", &Value::Array(parts)));
     }
     // [cursor, entries, deleted-ids (Redis ≥ 7)]
+    let deleted = if parts.len() > 2 { parts.pop() } else { None };
     parts.truncate(2);
     let entries = parts.pop();
     let cursor = match parts.pop() {
@@ -189,11 +209,68 @@ pub async fn autoclaim(
         Some(Value::SimpleString(s)) => s,
         _ => "0-0".into(),
     };
-    let mut out = Vec::new();
+    let mut out = Reclaimed {
+        cursor,
+        ..Default::default()
+    };
     if let Some(Value::Array(entries)) = entries {
-        parse_entries(partition, entries, &mut out);
+        parse_entries(partition, entries, false, &mut out.entries);
     }
-    Ok((cursor, out))
+    if let Some(Value::Array(ids)) = deleted {
+        out.deleted = ids
+            .iter()
+            .filter_map(|v| match v {
+                Value::BulkString(b) => StreamId::parse(b),
+                Value::SimpleString(s) => StreamId::parse(s.as_bytes()),
+                _ => None,
+            })
+            .collect();
+    }
+    if let (Some(first), Some(last)) = (
+        out.entries.iter().map(|e| e.id).min(),
+        out.entries.iter().map(|e| e.id).max(),
+    ) {
+        let rows: Value = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(keys::GROUP)
+            .arg(first)
+            .arg(last)
+            .arg(out.entries.len() + 64)
+            .arg(consumer)
+            .query_async(conn)
+            .await?;
+        let counts = pending_counts(&rows);
+        for e in &mut out.entries {
+            e.deliveries = counts
+                .iter()
+                .find(|(id, _)| *id == e.id)
+                .map_or(1, |(_, n)| *n);
+        }
+    }
+    Ok(out)
+}
+
+/// (id, delivery count) of each row of an `XPENDING` extended reply
+/// (`[[id, consumer, idle ms, deliveries], …]`).
+pub fn pending_counts(reply: &Value) -> Vec<(StreamId, u32)> {
+    let Value::Array(rows) = reply else {
+        return Vec::new();
+    };
+    rows.iter()
+        .filter_map(|r| {
+            let Value::Array(f) = r else { return None };
+            let id = match f.first()? {
+                Value::BulkString(b) => StreamId::parse(b)?,
+                Value::SimpleString(s) => StreamId::parse(s.as_bytes())?,
+                _ => return None,
+            };
+            let n = match f.get(3)? {
+                Value::Int(n) => u32::try_from(*n).ok()?,
+                _ => return None,
+            };
+            Some((id, n))
+        })
+        .collect()
 }
 
 /// The records of an XINFO GROUPS / CONSUMERS reply, each as (field, value)
@@ -266,7 +343,7 @@ fn partition_of(key: &Value, parts: &[u16], streams: &[String]) -> u16 {
         .unwrap_or(0)
 }
 
-fn parse_entries(partition: u16, entries: Vec<Value>, out: &mut Vec<Entry>) {
+fn parse_entries(partition: u16, entries: Vec<Value>, fresh: bool, out: &mut Vec<Entry>) {
     for e in entries {
         // [id, [field, value, …]]; a deleted entry has a nil field list.
         let Value::Array(mut pair) = e else { continue };
@@ -305,6 +382,8 @@ fn parse_entries(partition: u16, entries: Vec<Value>, out: &mut Vec<Entry>) {
             partition,
             id,
             msg: msg.ok_or_else(|| others.join(" ")),
+            fresh,
+            deliveries: 1,
         });
     }
 }

@@ -108,6 +108,14 @@ fn describe() {
         names::POLICY_DEFERRALS,
         "Messages deferred by policy, by reason (quiet_hours, frequency_cap)"
     );
+    describe_counter!(
+        names::VANISHED,
+        "Tracked items that vanished from Redis (entry_deleted, record_lost, receipt_unmatched); each is in the DLQ"
+    );
+    describe_counter!(
+        names::CLAIMS_RENEWED,
+        "Queue entries in flight whose claim was renewed, so no other instance takes them over"
+    );
     describe_gauge!(
         names::REDIS_UP,
         "1 when Redis answered the last health ping"
@@ -206,4 +214,15 @@ pub fn receipt(result: &'static str) {
 
 pub fn throttled(lane: &'static str) {
     counter!(names::THROTTLED, "lane" => lane).increment(1);
+}
+
+/// Entries whose claim the writer's heartbeat renewed.
+pub fn claims_renewed(n: usize) {
+    counter!(names::CLAIMS_RENEWED).increment(n as u64);
+}
+
+/// Something Herald was tracking vanished from Redis (`entry_deleted`,
+/// `record_lost`, `receipt_unmatched`): recorded in the DLQ and counted.
+pub fn vanished(what: &'static str, n: usize) {
+    counter!(names::VANISHED, "what" => what).increment(n as u64);
 }

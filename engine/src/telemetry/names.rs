@@ -20,3 +20,5 @@ pub const CIRCUIT_STATE: &str = "herald_circuit_state";
 pub const FAILOVERS: &str = "herald_failovers_total";
 pub const RECEIPTS: &str = "herald_receipts_total";
 pub const THROTTLED: &str = "herald_throttled_total";
+pub const CLAIMS_RENEWED: &str = "herald_claims_renewed_total";
+pub const VANISHED: &str = "herald_vanished_total";
