@@ -22,7 +22,11 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+# Durable, as Herald requires (it refuses to send on a Redis that could
+# forget a STOP): append-only file, fsync every second, in .herald-run/.
+rm -rf "$PWD/$run/redis"; mkdir -p "$PWD/$run/redis"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes \
+  --appendfsync everysec --dir "$PWD/$run/redis" \
   --logfile "$PWD/$run/redis.log" &
 pids+=($!)
 wait_port "$redis_port" redis-server

@@ -12,10 +12,11 @@ use tonic::{Code, Status, service::interceptor::InterceptedService, transport::C
 use crate::{
     auth::{AttachBearer, TokenError, attach_bearer},
     v1::{
-        ConsentAuditEntry, ExportConsentRequest, GetConsentRequest, GetConsentResponse,
-        GetStatsRequest, GetStatsResponse, ListPausedTenantsRequest, PauseTenantRequest,
-        PauseTenantResponse, PurposeConsent, ResumeTenantRequest, ResumeTenantResponse,
-        SetConsentRequest, SetConsentResponse, TenantPause, control_client::ControlClient,
+        ConfirmLedgerRequest, ConfirmLedgerResponse, ConsentAuditEntry, ExportConsentRequest,
+        GetConsentRequest, GetConsentResponse, GetStatsRequest, GetStatsResponse,
+        ListPausedTenantsRequest, PauseTenantRequest, PauseTenantResponse, PurposeConsent,
+        ResumeTenantRequest, ResumeTenantResponse, SetConsentRequest, SetConsentResponse,
+        TenantPause, control_client::ControlClient,
     },
 };
 
@@ -131,6 +132,20 @@ pub enum Command {
         #[arg(long)]
         evidence: Option<String>,
         /// Who makes the change (for the audit trail).
+        #[arg(long, env = "USER")]
+        by: String,
+    },
+    /// Confirm a consent ledger that every instance stopped on as suspect
+    /// (Redis looked wiped or restored): sending resumes within a second.
+    ConfirmLedger {
+        /// First write the instance's in-memory consent back into Redis
+        /// (its revocations survived the wipe).
+        #[arg(long)]
+        restore: bool,
+        /// Why (audit evidence, e.g. the incident).
+        #[arg(long)]
+        reason: String,
+        /// Who confirms (for the audit trail).
         #[arg(long, env = "USER")]
         by: String,
     },
@@ -327,6 +342,15 @@ impl AdminSession {
         self.answer("SetConsent", result)
     }
 
+    /// `ConfirmLedger`.
+    pub async fn confirm_ledger(
+        &mut self,
+        req: ConfirmLedgerRequest,
+    ) -> Result<ConfirmLedgerResponse, CliError> {
+        let result = self.client.confirm_ledger(req).await;
+        self.answer("ConfirmLedger", result)
+    }
+
     /// `ExportConsent`, collected.
     pub async fn export_consent(
         &mut self,
@@ -452,6 +476,23 @@ pub async fn execute<W: io::Write>(
             };
             text.push_str(&render_consent(number, &r.purposes));
             text
+        }
+        Command::ConfirmLedger {
+            restore,
+            reason,
+            by,
+        } => {
+            let r = session
+                .confirm_ledger(ConfirmLedgerRequest {
+                    restore: *restore,
+                    by: by.clone(),
+                    reason: reason.clone(),
+                })
+                .await?;
+            format!(
+                "ledger confirmed: epoch {}, {} numbers restored from the replica\n",
+                r.epoch, r.restored
+            )
         }
         Command::ExportConsent {
             tenant,

@@ -126,6 +126,13 @@ impl Control for FakeEngine {
         Err(Status::unimplemented("fake"))
     }
 
+    async fn confirm_ledger(
+        &self,
+        _request: Request<herald_control::v1::ConfirmLedgerRequest>,
+    ) -> Result<Response<herald_control::v1::ConfirmLedgerResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn export_consent(
         &self,
         _request: Request<herald_control::v1::ExportConsentRequest>,

@@ -21,6 +21,9 @@ pub struct RedisSection {
     pub url: String,
     pub connect_timeout_ms: u64,
     pub response_timeout_ms: u64,
+    /// Run on a Redis without an append-only file or with eviction (demos
+    /// and benchmarks only): Herald warns loudly and says so in a metric.
+    pub allow_volatile: bool,
 }
 
 impl Default for RedisSection {
@@ -29,6 +32,7 @@ impl Default for RedisSection {
             url: "redis://127.0.0.1:6379".into(),
             connect_timeout_ms: 2_000,
             response_timeout_ms: 5_000,
+            allow_volatile: false,
         }
     }
 }
@@ -39,6 +43,7 @@ pub struct RedisConfig {
     pub url: String,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    pub allow_volatile: bool,
 }
 
 impl RedisSection {
@@ -62,6 +67,7 @@ impl RedisSection {
             url: self.url,
             connect_timeout: ms(self.connect_timeout_ms),
             response_timeout: ms(self.response_timeout_ms),
+            allow_volatile: self.allow_volatile,
         })
     }
 }
@@ -88,6 +94,77 @@ pub async fn connect(cfg: &RedisConfig, response_timeout: Duration) -> Result<Co
             op: "connect",
             after: cfg.connect_timeout,
         }),
+    }
+}
+
+/// Whether the Redis server keeps what Herald writes: the append-only file
+/// on (`aof_enabled:1`, its last write ok, `appendfsync` `always` or
+/// `everysec` when `CONFIG` may be read) and nothing evicted
+/// (`maxmemory_policy:noeviction`). `Err` says what is missing. Read with
+/// `INFO`, which managed services allow where `CONFIG` is renamed away.
+pub async fn durability(conn: &mut Conn) -> Result<Result<(), String>, Error> {
+    let (persistence, memory): (String, String) = redis::pipe()
+        .cmd("INFO")
+        .arg("persistence")
+        .cmd("INFO")
+        .arg("memory")
+        .query_async(conn)
+        .await
+        .map_err(|e| Error::redis("durability", e))?;
+    let fsync: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendfsync")
+        .query_async(conn)
+        .await;
+    let fsync = fsync.ok().and_then(|v| v.get(1).cloned());
+    Ok(judge_durability(&persistence, &memory, fsync.as_deref()))
+}
+
+/// The verdict on `INFO persistence`, `INFO memory` and `appendfsync`.
+pub fn judge_durability(
+    persistence: &str,
+    memory: &str,
+    fsync: Option<&str>,
+) -> Result<(), String> {
+    let field = |text: &str, name: &str| -> Option<String> {
+        text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(name)?
+                .strip_prefix(':')
+                .map(str::to_string)
+        })
+    };
+    let mut missing = Vec::new();
+    match field(persistence, "aof_enabled").as_deref() {
+        Some("1") => {
+            if let Some(status) = field(persistence, "aof_last_write_status")
+                && status != "ok"
+            {
+                missing.push(format!(
+                    "the append-only file's last write failed ({status})"
+                ));
+            }
+            if let Some(f) = fsync
+                && !matches!(f, "always" | "everysec")
+            {
+                missing.push(format!(
+                    "appendfsync is `{f}` (always or everysec keeps writes across a crash)"
+                ));
+            }
+        }
+        _ => missing.push("the append-only file is off (appendonly no)".into()),
+    }
+    match field(memory, "maxmemory_policy").as_deref() {
+        Some("noeviction") => {}
+        Some(p) => missing.push(format!(
+            "maxmemory-policy is `{p}`: Redis may evict consent and claims (noeviction)"
+        )),
+        None => missing.push("maxmemory-policy is unknown".into()),
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing.join("; "))
     }
 }
 
@@ -166,6 +243,32 @@ pub async fn query_retrying<T: redis::FromRedisValue>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durability_needs_the_aof_and_no_eviction() {
+        let aof = "# Persistence\r\naof_enabled:1\r\naof_last_write_status:ok\r\n";
+        let no_aof = "# Persistence\r\naof_enabled:0\r\n";
+        let keep = "# Memory\r\nmaxmemory_policy:noeviction\r\n";
+        let evict = "# Memory\r\nmaxmemory_policy:allkeys-lru\r\n";
+        assert_eq!(judge_durability(aof, keep, Some("everysec")), Ok(()));
+        assert_eq!(judge_durability(aof, keep, None), Ok(()), "CONFIG refused");
+        let cases = [
+            (no_aof, keep, Some("everysec"), "append-only file is off"),
+            (aof, evict, Some("always"), "allkeys-lru"),
+            (aof, keep, Some("no"), "appendfsync is `no`"),
+            (
+                "aof_enabled:1\r\naof_last_write_status:err\r\n",
+                keep,
+                None,
+                "last write failed",
+            ),
+            ("", "", None, "maxmemory-policy is unknown"),
+        ];
+        for (p, m, f, want) in cases {
+            let why = judge_durability(p, m, f).expect_err(want);
+            assert!(why.contains(want), "{why}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_and_resets() {

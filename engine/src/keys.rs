@@ -25,6 +25,9 @@
 //! | `herald:throttle:{<carrier>}` | string | a fleet lane's GCRA state | fleet lanes |
 //! | `herald:carrier:{<number>}` | string | a carrier lookup's answer | carrier lookups |
 //! | `herald:inbound` | stream | replies that are not keywords | the inbound webhook |
+//! | `herald:ledger:epoch` | string | the consent ledger's epoch (a random id) | the first instance; an operator's confirmation |
+//! | `herald:ledger:suspect` | string | why the ledger looks wiped or restored | any instance that sees it |
+//! | `herald:ledger:confirmed` | string | the epoch an operator confirmed | `ConfirmLedger` |
 //! | `herald:written:<batch>` | string | that an outcome batch committed (10 min) | the outcome writer |
 //!
 //! Tenants cannot contain `:` (validated at ingest), so keys that embed a
@@ -54,6 +57,12 @@ pub const THROTTLES: &str = "herald:throttles";
 pub const CONSENT_AUDIT: &str = "herald:consent:audit";
 /// Prefix of a tenant's consent state hash.
 pub const CONSENT_STATE_PREFIX: &str = "herald:consent:state:";
+/// The consent ledger's epoch (`consent::guard`).
+pub const LEDGER_EPOCH: &str = "herald:ledger:epoch";
+/// Set when the ledger looks wiped or restored: every instance stops.
+pub const LEDGER_SUSPECT: &str = "herald:ledger:suspect";
+/// The epoch an operator confirmed.
+pub const LEDGER_CONFIRMED: &str = "herald:ledger:confirmed";
 /// Receipts whose message is not known yet, scored by arrival (ms).
 pub const RECEIPT_ORPHANS: &str = "herald:receipts:orphans";
 

@@ -1,7 +1,6 @@
 //! `herald serve`: connect, start every task, run until shutdown, drain.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -10,8 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::conn::{Conn, connect};
+use crate::consent::guard::LedgerGuard;
 use crate::dispatch::{self, Dispatcher};
 use crate::error::Error;
+use crate::health::Health;
 use crate::http::{self, HttpState};
 use crate::ingest::stream;
 use crate::keys;
@@ -83,6 +84,20 @@ pub async fn run(
         ms = started.elapsed().as_millis() as u64,
         "consent replica ready"
     );
+    // Durable Redis and an intact ledger are known before the first read.
+    let health = Arc::new(Health::new());
+    let guard = Arc::new(LedgerGuard::start(&mut admin).await?);
+    let mut checker = Checker {
+        conn: admin.clone(),
+        health: Arc::clone(&health),
+        guard: Arc::clone(&guard),
+        ledger: Arc::clone(&ledger),
+        allow_volatile: cfg.redis.allow_volatile,
+    };
+    checker.check().await;
+    if let Err(why) = health.ready() {
+        tracing::error!(%why, "not ready: no message is sent until this is fixed");
+    }
     let d = Arc::new(Dispatcher::new(dispatch::Parts {
         dispatch: cfg.dispatch.clone(),
         queue: cfg.queue,
@@ -92,6 +107,7 @@ pub async fn run(
         policy: Arc::clone(&cfg.policy),
         providers,
         consent: Arc::clone(&ledger),
+        health: Arc::clone(&health),
         shutdown: stop_reading.clone(),
     }));
     let shards = d.dispatch.shards.min(usize::from(d.queue.partitions));
@@ -114,7 +130,6 @@ pub async fn run(
         stop_reading.clone(),
     ));
 
-    let redis_up = Arc::new(AtomicBool::new(true));
     let http_stop = CancellationToken::new();
     // Fleet-wide carrier lanes lease their tokens from Redis.
     let fleet = d
@@ -172,11 +187,7 @@ pub async fn run(
             http_stop.clone(),
         ),
     );
-    let health = tokio::spawn(health_checker(
-        admin.clone(),
-        Arc::clone(&redis_up),
-        http_stop.clone(),
-    ));
+    let health_task = tokio::spawn(checker.run(http_stop.clone()));
     let janitor = tokio::spawn(stream::consumer_janitor(
         admin.clone(),
         cfg.queue.partitions,
@@ -203,7 +214,7 @@ pub async fn run(
         limits: d.limits,
         metrics,
         redis: admin.clone(),
-        redis_up,
+        health: Arc::clone(&health),
         shutdown: shutdown.clone(),
         policy: Arc::clone(&cfg.policy),
         consent: Arc::clone(&ledger),
@@ -249,7 +260,7 @@ pub async fn run(
     ));
     let control_task = tokio::spawn(crate::control::serve(
         control_listener,
-        crate::control::ControlService::new(Arc::clone(&d), admin.clone()),
+        crate::control::ControlService::new(Arc::clone(&d), admin.clone(), Arc::clone(&guard)),
         cfg.control.token.clone(),
         http_stop.clone(),
     ));
@@ -275,7 +286,7 @@ pub async fn run(
     }
     let _ = mover.await;
     http_stop.cancel();
-    let _ = health.await;
+    let _ = health_task.await;
     let _ = lag.await;
     let _ = janitor.await;
     let _ = http_task.await;
@@ -304,22 +315,39 @@ pub fn raise_open_file_limit() {
     }
 }
 
-async fn health_checker(mut conn: Conn, up: Arc<AtomicBool>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
+/// Every second: is Redis up, is it durable, is the consent ledger
+/// intact? The answers go to [`Health`]: `/readyz` says which is not, and
+/// the shards stop reading while sending is not safe.
+struct Checker {
+    conn: Conn,
+    health: Arc<Health>,
+    guard: Arc<LedgerGuard>,
+    ledger: Arc<crate::consent::ConsentLedger>,
+    allow_volatile: bool,
+}
+
+impl Checker {
+    async fn run(mut self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            self.check().await;
         }
+    }
+
+    async fn check(&mut self) {
         let ok = matches!(
             tokio::time::timeout(
                 Duration::from_secs(1),
-                redis::cmd("PING").query_async::<String>(&mut conn)
+                redis::cmd("PING").query_async::<String>(&mut self.conn)
             )
             .await,
             Ok(Ok(_))
         );
-        if up.swap(ok, Ordering::Relaxed) != ok {
+        if self.health.set_redis_up(ok) {
             if ok {
                 tracing::info!("redis reachable again");
             } else {
@@ -327,6 +355,53 @@ async fn health_checker(mut conn: Conn, up: Arc<AtomicBool>, stop: CancellationT
             }
         }
         metrics::gauge!(names::REDIS_UP).set(if ok { 1.0 } else { 0.0 });
+        if !ok {
+            return;
+        }
+        match crate::conn::durability(&mut self.conn).await {
+            Ok(verdict) => {
+                let verdict = match verdict {
+                    Err(why) if self.allow_volatile => {
+                        metrics::gauge!(names::REDIS_VOLATILE).set(1.0);
+                        if self.health.set_durable(Ok(())) {
+                            tracing::warn!(%why, "REDIS IS NOT DURABLE and redis.allow_volatile = true: a Redis restart can forget consent and send twice; never run production like this");
+                        }
+                        return self.check_ledger().await;
+                    }
+                    v => v,
+                };
+                metrics::gauge!(names::REDIS_VOLATILE).set(if verdict.is_ok() { 0.0 } else { 1.0 });
+                if self.health.set_durable(verdict.clone()) {
+                    match verdict {
+                        Ok(()) => tracing::info!("redis is durable: sending"),
+                        Err(why) => {
+                            tracing::error!(%why, "redis is not durable: sending stops (set redis.allow_volatile = true for a demo)")
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                crate::telemetry::redis_error("durability");
+                tracing::warn!(error = %e, "checking redis durability failed");
+            }
+        }
+        self.check_ledger().await;
+    }
+
+    async fn check_ledger(&mut self) {
+        let applied = self.ledger.applied();
+        match self.guard.check(&mut self.conn, &applied).await {
+            Ok(verdict) => {
+                metrics::gauge!(names::LEDGER_SUSPECT).set(if verdict.is_ok() { 0.0 } else { 1.0 });
+                if self.health.set_ledger(verdict.clone()) && verdict.is_ok() {
+                    tracing::info!("consent ledger confirmed: sending");
+                }
+            }
+            Err(e) => {
+                crate::telemetry::redis_error("ledger_check");
+                tracing::warn!(error = %e, "checking the consent ledger failed");
+            }
+        }
     }
 }
 

@@ -243,6 +243,10 @@ pub fn purpose_from_letter(c: char) -> Option<Category> {
 pub struct ConsentLedger {
     replica: Replica,
     script: redis::Script,
+    /// The last audit-stream entry this instance has applied: a Redis
+    /// whose audit stream ends before it was restored from an older copy
+    /// (`consent::guard`).
+    applied: arc_swap::ArcSwap<String>,
 }
 
 impl Default for ConsentLedger {
@@ -256,6 +260,7 @@ impl ConsentLedger {
         ConsentLedger {
             replica,
             script: redis::Script::new(CHANGE_LUA),
+            applied: arc_swap::ArcSwap::from_pointee("0-0".to_string()),
         }
     }
 
@@ -267,6 +272,11 @@ impl ConsentLedger {
 
     pub fn replica(&self) -> &Replica {
         &self.replica
+    }
+
+    /// The last audit-stream entry applied to this replica (`0-0`: none).
+    pub fn applied(&self) -> Arc<String> {
+        self.applied.load_full()
     }
 
     /// Record one change (atomic in Redis) and apply it to this instance's
@@ -448,7 +458,8 @@ impl ConsentLedger {
         block: Duration,
         shutdown: CancellationToken,
     ) {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = crate::conn::Backoff::new();
+        self.applied.store(Arc::new(from.clone()));
         while !shutdown.is_cancelled() {
             let mut cmd = redis::cmd("XREAD");
             cmd.arg("COUNT")
@@ -465,7 +476,7 @@ impl ConsentLedger {
             };
             match reply {
                 Ok(reply) => {
-                    backoff = Duration::from_millis(50);
+                    backoff.reset();
                     let mut changes = Vec::new();
                     for key in reply.map(|r| r.keys).unwrap_or_default() {
                         for entry in key.ids {
@@ -475,6 +486,7 @@ impl ConsentLedger {
                             from = entry.id;
                         }
                     }
+                    self.applied.store(Arc::new(from.clone()));
                     if !changes.is_empty() {
                         crate::telemetry::consent_changes(changes.len());
                         // A merge into a 10M-entry base takes ~0.14 s: off
@@ -490,8 +502,7 @@ impl ConsentLedger {
                 Err(e) => {
                     crate::telemetry::redis_error("consent_feed");
                     tracing::warn!(error = %e, "reading the consent feed failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff.wait().await;
                 }
             }
         }

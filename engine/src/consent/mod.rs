@@ -2,6 +2,7 @@
 //! purpose), with Redis as the source of truth and a lock-free replica in
 //! every instance.
 
+pub mod guard;
 pub mod import;
 pub mod ledger;
 pub mod replica;

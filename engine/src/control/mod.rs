@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use herald_control::v1::control_server::{Control, ControlServer};
 use herald_control::v1::{
-    ConsentAuditEntry, ExportConsentRequest, GetConsentRequest, GetConsentResponse,
-    GetStatsRequest, GetStatsResponse, ListPausedTenantsRequest, ListPausedTenantsResponse,
-    ListThrottlesRequest, ListThrottlesResponse, PartitionStats, PauseTenantRequest,
-    PauseTenantResponse, PurposeConsent, ResumeTenantRequest, ResumeTenantResponse,
-    SetConsentRequest, SetConsentResponse, SetThrottleRequest, SetThrottleResponse, TenantPause,
-    ThrottleLimit,
+    ConfirmLedgerRequest, ConfirmLedgerResponse, ConsentAuditEntry, ExportConsentRequest,
+    GetConsentRequest, GetConsentResponse, GetStatsRequest, GetStatsResponse,
+    ListPausedTenantsRequest, ListPausedTenantsResponse, ListThrottlesRequest,
+    ListThrottlesResponse, PartitionStats, PauseTenantRequest, PauseTenantResponse, PurposeConsent,
+    ResumeTenantRequest, ResumeTenantResponse, SetConsentRequest, SetConsentResponse,
+    SetThrottleRequest, SetThrottleResponse, TenantPause, ThrottleLimit,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,14 +32,20 @@ pub struct ControlService {
     d: Arc<Dispatcher>,
     conn: Conn,
     started: Instant,
+    guard: Arc<crate::consent::guard::LedgerGuard>,
 }
 
 impl ControlService {
-    pub fn new(d: Arc<Dispatcher>, conn: Conn) -> Self {
+    pub fn new(
+        d: Arc<Dispatcher>,
+        conn: Conn,
+        guard: Arc<crate::consent::guard::LedgerGuard>,
+    ) -> Self {
         ControlService {
             d,
             conn,
             started: Instant::now(),
+            guard,
         }
     }
 }
@@ -426,6 +432,40 @@ impl Control for ControlService {
                     set_at_ms: o.set_at_ms,
                 })
                 .collect(),
+        }))
+    }
+
+    async fn confirm_ledger(
+        &self,
+        req: Request<ConfirmLedgerRequest>,
+    ) -> Result<Response<ConfirmLedgerResponse>, Status> {
+        let req = req.into_inner();
+        if req.by.trim().is_empty() || req.reason.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "`by` and `reason` are required for the audit trail",
+            ));
+        }
+        let mut conn = self.conn.clone();
+        let confirmed = crate::consent::guard::confirm(
+            &mut conn,
+            &self.d.consent,
+            req.restore,
+            &req.by,
+            &req.reason,
+        )
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+        tracing::warn!(
+            by = %req.by,
+            reason = %req.reason,
+            epoch = %confirmed.epoch,
+            restored = confirmed.restored,
+            old_epoch = %self.guard.epoch(),
+            "consent ledger confirmed over the control plane"
+        );
+        Ok(Response::new(ConfirmLedgerResponse {
+            epoch: confirmed.epoch,
+            restored: confirmed.restored,
         }))
     }
 

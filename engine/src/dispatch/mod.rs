@@ -15,7 +15,7 @@ pub mod pipeline;
 mod send;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,9 @@ pub struct Dispatcher {
     pub policy: Arc<crate::policy::Policy>,
     /// Consent state (lock-free replica fed by the audit stream).
     pub consent: Arc<crate::consent::ConsentLedger>,
+    /// Whether sending is safe (durable Redis, intact ledger): the shards
+    /// do not read while it is not.
+    pub health: Arc<crate::health::Health>,
     /// The frequency-cap script.
     pub cap_script: redis::Script,
     /// Carrier lanes and token buckets (`None`: `throttle.enabled = false`).
@@ -76,6 +79,7 @@ pub struct Parts {
     pub policy: Arc<crate::policy::Policy>,
     pub providers: Providers,
     pub consent: Arc<crate::consent::ConsentLedger>,
+    pub health: Arc<crate::health::Health>,
     /// Stops the shards' reads.
     pub shutdown: CancellationToken,
 }
@@ -91,6 +95,7 @@ impl Dispatcher {
             policy,
             providers,
             consent,
+            health,
             shutdown,
         } = p;
         let streams: Arc<[String]> = (0..queue.partitions).map(keys::queue).collect();
@@ -121,6 +126,7 @@ impl Dispatcher {
             reserved_for_reads: std::sync::atomic::AtomicUsize::new(0),
             policy,
             consent,
+            health,
             cap_script: redis::Script::new(crate::policy::caps::CAP_LUA),
             throttle,
             lookups: std::sync::Mutex::new(lookups),
@@ -214,6 +220,15 @@ impl Shard {
         let mut backoff = Backoff::new();
         tracing::info!(shard = self.index, partitions = ?self.parts, "shard started");
         loop {
+            // Nothing is read while sending is not safe (Redis not durable,
+            // the consent ledger suspect): /readyz says why.
+            if !d.health.may_send() {
+                tokio::select! {
+                    _ = d.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            }
             // Backpressure: wait for at least one in-flight permit, then take
             // as many more as are free, up to a batch.
             let mut permits = tokio::select! {

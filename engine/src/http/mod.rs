@@ -3,7 +3,9 @@
 //!
 //! - `GET /metrics` — Prometheus text, rendered from the global recorder.
 //! - `GET /healthz` — the process is up.
-//! - `GET /readyz` — Redis answers and the instance is not shutting down.
+//! - `GET /readyz` — Redis answers and is durable, the consent ledger is
+//!   intact, every dispatch task runs, and the instance is not shutting
+//!   down; otherwise 503 with the reasons.
 //! - `POST /v1/messages` — one message or an array, same JSON as the queue;
 //!   bearer API key per tenant; `202` only after the entries are in Redis.
 //! - `GET /v1/messages/{tenant}/{id}` — current state and decision trail.
@@ -17,7 +19,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -46,8 +47,8 @@ pub struct HttpState {
     pub limits: Limits,
     pub metrics: Option<PrometheusHandle>,
     pub redis: Conn,
-    /// Set by the health checker.
-    pub redis_up: Arc<AtomicBool>,
+    /// Redis up and durable, the ledger intact, every task alive.
+    pub health: Arc<crate::health::Health>,
     /// Cancelled when shutdown begins: readiness turns false.
     pub shutdown: CancellationToken,
     pub policy: Arc<crate::policy::Policy>,
@@ -111,14 +112,15 @@ async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
                     "text/plain",
                     "shutting down\n".into(),
                 )
-            } else if !state.redis_up.load(Ordering::Relaxed) {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "redis unreachable\n".into(),
-                )
             } else {
-                text(StatusCode::OK, "text/plain", "ready\n".into())
+                match state.health.ready() {
+                    Ok(()) => text(StatusCode::OK, "text/plain", "ready\n".into()),
+                    Err(why) => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        format!("{why}\n"),
+                    ),
+                }
             }
         }
         (&Method::POST, ["v1", "messages"]) => messages::post_messages(state, req).await,

@@ -112,6 +112,14 @@ fn describe() {
         names::VANISHED,
         "Tracked items that vanished from Redis (entry_deleted, record_lost, receipt_unmatched); each is in the DLQ"
     );
+    describe_gauge!(
+        names::REDIS_VOLATILE,
+        "1 when Redis has no append-only file or may evict (sending stops unless redis.allow_volatile)"
+    );
+    describe_gauge!(
+        names::LEDGER_SUSPECT,
+        "1 when the consent ledger looks wiped or restored: sending stops until an operator confirms it"
+    );
     describe_counter!(
         names::CLAIMS_RENEWED,
         "Queue entries in flight whose claim was renewed, so no other instance takes them over"

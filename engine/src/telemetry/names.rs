@@ -22,3 +22,5 @@ pub const RECEIPTS: &str = "herald_receipts_total";
 pub const THROTTLED: &str = "herald_throttled_total";
 pub const CLAIMS_RENEWED: &str = "herald_claims_renewed_total";
 pub const VANISHED: &str = "herald_vanished_total";
+pub const REDIS_VOLATILE: &str = "herald_redis_volatile";
+pub const LEDGER_SUSPECT: &str = "herald_consent_ledger_suspect";

@@ -166,8 +166,6 @@ pub struct FleetEmpty {
 /// When the lease is empty but Redis may still have tokens: the refill's
 /// round trip, rounded up. The pacer spreads messages from there.
 const REFILL_WAIT_MS: i64 = 10;
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// One fleet-wide carrier lane, as seen by this instance.
 pub struct FleetLane {
@@ -358,7 +356,7 @@ impl FleetLane {
     /// is empty, backs off while Redis fails, and gives up an aged lease.
     pub async fn run(self: Arc<Self>, mut conn: Conn, shutdown: CancellationToken) {
         let script = redis::Script::new(GCRA_LUA);
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = crate::conn::Backoff::new();
         while !shutdown.is_cancelled() {
             let Some(p) = self.params.load_full() else {
                 // Open lane: nothing to lease until a limit is set.
@@ -378,7 +376,7 @@ impl FleetLane {
             }
             match self.lease_once(&mut conn, &script, &p, want as u64).await {
                 Ok(g) => {
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                     let now = crate::clock::now_ms();
                     if g.granted > 0 {
                         self.lease.fetch_add(g.granted as i64, Ordering::AcqRel);
@@ -404,15 +402,15 @@ impl FleetLane {
                     crate::telemetry::redis_error("fleet_lease");
                     tracing::debug!(lane = %self.carrier, error = %e, "leasing throughput failed; the lane defers until Redis answers");
                     let now = crate::clock::now_ms();
-                    let ms = i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX);
+                    let wait = backoff.next_delay();
+                    let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
                     self.next_at_ms
                         .store(now.saturating_add(ms), Ordering::Release);
                     self.refill_wanted.store(true, Ordering::Release);
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }

@@ -21,36 +21,50 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// How a test's `redis-server` keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Append-only file, fsync every second: durable as Herald requires.
+    Aof,
+    /// Append-only file, fsync on every write: nothing lost on `kill -9`.
+    AofAlways,
+    /// None: Herald refuses it unless `redis.allow_volatile`.
+    Volatile,
+}
+
 /// A `redis-server` child process, killed on drop.
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
-    /// With persistence (AOF, fsync always) a restart keeps the data.
-    dir: Option<PathBuf>,
+    /// Where the append-only file lives.
+    dir: PathBuf,
+    persistence: Persistence,
 }
 
 impl RedisServer {
+    /// A durable server (append-only file), as Herald requires.
     pub fn start() -> RedisServer {
-        Self::start_with(false)
+        Self::start_with(Persistence::Aof)
     }
 
-    /// A server whose data survives `restart` (append-only file).
+    /// A server whose data survives even `kill -9` (fsync always).
     pub fn start_persistent() -> RedisServer {
-        Self::start_with(true)
+        Self::start_with(Persistence::AofAlways)
     }
 
-    fn start_with(persistent: bool) -> RedisServer {
+    pub fn start_with(persistence: Persistence) -> RedisServer {
         let port = free_port();
-        let dir = persistent.then(|| {
-            let d =
-                std::env::temp_dir().join(format!("herald-redis-{port}-{}", std::process::id()));
-            std::fs::create_dir_all(&d).expect("temp dir");
-            d
-        });
+        let dir = std::env::temp_dir().join(format!(
+            "herald-redis-{port}-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
         let mut s = RedisServer {
             port,
             child: None,
             dir,
+            persistence,
         };
         // A port found free can be taken before redis binds it (outbound
         // sockets share the ephemeral range): try another.
@@ -82,12 +96,15 @@ impl RedisServer {
             "",
         ])
         .args(["--protected-mode", "no", "--loglevel", "warning"]);
-        match &self.dir {
-            Some(d) => {
-                cmd.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
-                    .arg(d);
+        cmd.arg("--dir").arg(&self.dir);
+        match self.persistence {
+            Persistence::Aof => {
+                cmd.args(["--appendonly", "yes", "--appendfsync", "everysec"]);
             }
-            None => {
+            Persistence::AofAlways => {
+                cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+            }
+            Persistence::Volatile => {
                 cmd.args(["--appendonly", "no"]);
             }
         }
@@ -135,6 +152,16 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// Start it again on the same port with `persistence`, its data gone
+    /// (a Redis restarted without its disk).
+    pub fn restart_empty(&mut self, persistence: Persistence) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::create_dir_all(&self.dir).expect("temp dir");
+        self.persistence = persistence;
+        self.spawn();
+    }
+
     pub async fn conn(&self) -> MultiplexedConnection {
         let client = redis::Client::open(self.url()).expect("url");
         let cfg =
@@ -149,10 +176,14 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
-        if let Some(d) = &self.dir {
-            let _ = std::fs::remove_dir_all(d);
-        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
 }
 
 fn redis_server_binary() -> String {

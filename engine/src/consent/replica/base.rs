@@ -148,6 +148,13 @@ impl TenantBase {
         }
     }
 
+    /// Every (number, state) in number order.
+    pub(super) fn for_each(&self, mut f: impl FnMut(u64, NumberState)) {
+        for &e in &self.entries {
+            f(number_of(e), NumberState::from_bits(e));
+        }
+    }
+
     /// A new base with `changes` (sorted by number, unique, all below
     /// `NUMBER_LIMIT`) applied: a default state removes the number. One
     /// linear pass: unchanged runs are copied whole.

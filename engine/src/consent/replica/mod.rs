@@ -393,6 +393,26 @@ impl View {
         self.len == 0
     }
 
+    /// Every (tenant, number, state) with a non-default state, tenant by
+    /// tenant (for restoring a wiped ledger from a replica: not a hot path).
+    pub fn for_each(&self, mut f: impl FnMut(&str, u64, NumberState)) {
+        for (name, &id) in &self.catalog.ids {
+            self.catalog.bases[id].for_each(|number, state| {
+                if !self.overlay.contains_key(&(id, number)) {
+                    f(name, number, state);
+                }
+            });
+        }
+        for (&(id, number), &state) in &self.overlay {
+            if state.is_default() {
+                continue;
+            }
+            if let Some((name, _)) = self.catalog.ids.iter().find(|(_, i)| **i == id) {
+                f(name, number, state);
+            }
+        }
+    }
+
     /// Approximate heap held by this view.
     pub fn heap_bytes(&self) -> usize {
         let catalog = &self.catalog;

@@ -492,3 +492,32 @@ proptest! {
         }
     }
 }
+
+/// `for_each` visits exactly the non-default states, base and overlay,
+/// the overlay winning.
+#[test]
+fn for_each_visits_every_state_once_the_overlay_winning() {
+    let r = Replica::from_records([
+        rec("acme", 1, revoked()),
+        rec("acme", 2, revoked()),
+        rec("globex", 3, revoked()),
+    ]);
+    let granted = state(Granted(Express), Granted(Express), Unknown);
+    r.apply(&[
+        ("acme".into(), 2, NumberState::DEFAULT),
+        ("acme".into(), 4, granted),
+        ("globex".into(), 3, granted),
+    ]);
+    let mut seen = Vec::new();
+    r.snapshot()
+        .for_each(|t, n, s| seen.push((t.to_string(), n, s)));
+    seen.sort_by_key(|(t, n, _)| (t.clone(), *n));
+    assert_eq!(
+        seen,
+        vec![
+            ("acme".to_string(), 1, revoked()),
+            ("acme".to_string(), 4, granted),
+            ("globex".to_string(), 3, granted),
+        ]
+    );
+}
