@@ -314,6 +314,16 @@ impl Shard {
             if entries.is_empty() {
                 continue;
             }
+            // Sending became unsafe while the read was blocked: leave the
+            // entries pending. Nothing renews them, so they are taken over
+            // (by this instance too) after `claim_idle` once it is safe.
+            if !d.health.may_send() {
+                tracing::warn!(
+                    entries = entries.len(),
+                    "read while sending became unsafe; left pending"
+                );
+                continue;
+            }
             // A read can return more entries than permits held (COUNT is per
             // stream): wait for the rest, so the bound holds strictly.
             if entries.len() > permits.num_permits() {

@@ -300,18 +300,21 @@ impl Herald {
     }
 }
 
-/// Create the consumer group on partitions `0..n`, as Herald does at start.
+/// Create the consumer group on partitions `0..n`, as Herald does at start
+/// (a group that exists already is left alone).
 pub async fn create_groups(conn: &mut MultiplexedConnection, n: u16) {
     for p in 0..n {
-        let _: () = redis::cmd("XGROUP")
+        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(format!("herald:q:{{{p}}}"))
             .arg("herald")
             .arg("0")
             .arg("MKSTREAM")
             .query_async(conn)
-            .await
-            .expect("XGROUP CREATE");
+            .await;
+        if let Err(e) = r {
+            assert_eq!(e.code(), Some("BUSYGROUP"), "XGROUP CREATE: {e}");
+        }
     }
 }
 
@@ -528,4 +531,106 @@ pub async fn client(
         channel,
         herald_control::auth::attach_bearer(token).expect("token"),
     )
+}
+
+/// A TCP proxy between Herald and Redis that can lose one reply: armed, it
+/// forwards the next `EXEC` to Redis (which runs the transaction) and then
+/// cuts the connection before any reply comes back — the fault of a reply
+/// lost after the command applied.
+pub struct FaultProxy {
+    pub port: u16,
+    arm: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// EXECs whose reply was dropped.
+    pub cut: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    pub async fn start(redis_port: u16) -> FaultProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let arm = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(AtomicUsize::new(0));
+        let (arm2, cut2) = (Arc::clone(&arm), Arc::clone(&cut));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", redis_port)).await
+                else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let dropped = Arc::new(AtomicBool::new(false));
+                let (arm, cut, dropped2) =
+                    (Arc::clone(&arm2), Arc::clone(&cut2), Arc::clone(&dropped));
+                // Client → Redis.
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        let exec = chunk.windows(10).any(|w| w == b"$4\r\nEXEC\r\n");
+                        if exec && arm.swap(false, Ordering::AcqRel) {
+                            // No reply from here on reaches the client.
+                            dropped.store(true, Ordering::Release);
+                            let _ = sw.write_all(chunk).await;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            cut.fetch_add(1, Ordering::AcqRel);
+                            return;
+                        }
+                        if sw.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                // Redis → client.
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if dropped2.load(Ordering::Acquire)
+                            || cw.write_all(&buf[..n]).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FaultProxy {
+            port,
+            arm,
+            cut,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Lose the reply of the next `EXEC`.
+    pub fn lose_next_exec_reply(&self) {
+        self.arm.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
