@@ -159,17 +159,18 @@ impl Dispatcher {
     }
 }
 
-/// Spawn the shards; each returns when shutdown is signalled. The returned
-/// handles finish once the shard stopped reading and its outcome writer
-/// drained (in-flight sends hold writer senders, so the writer outlives
-/// them).
+/// Spawn the shards, each with its outcome writer, supervised: one that
+/// dies (a panic the per-message guards did not catch) makes `/readyz`
+/// false and is started again a second later. The returned handles finish
+/// once every shard stopped reading and its writer drained (in-flight sends
+/// hold writer senders, so the writer outlives them).
 pub fn spawn_shards(
     d: &Arc<Dispatcher>,
     read_conns: Vec<Conn>,
     work_conns: Vec<Conn>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let shards = d.dispatch.shards.min(usize::from(d.queue.partitions));
-    let mut handles = Vec::with_capacity(shards * 2);
+    let mut handles = Vec::with_capacity(shards);
     for (i, (read_conn, work_conn)) in read_conns
         .into_iter()
         .zip(work_conns)
@@ -179,24 +180,63 @@ pub fn spawn_shards(
         let parts: Vec<u16> = (0..d.queue.partitions)
             .filter(|p| usize::from(*p) % shards == i)
             .collect();
-        let (tx, rx) = mpsc::unbounded_channel();
-        handles.push(tokio::spawn(writer::run_writer(
-            work_conn.clone(),
-            rx,
-            d.writer_config(),
-        )));
-        let shard = Shard {
-            index: i,
-            streams: parts.iter().map(|p| keys::queue(*p)).collect(),
-            parts,
-            d: Arc::clone(d),
-            read_conn,
-            work_conn,
-            outcomes: tx,
-        };
-        handles.push(tokio::spawn(shard.run()));
+        let d = Arc::clone(d);
+        let health = Arc::clone(&d.health);
+        handles.push(tokio::spawn(supervise(health, i, move || {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let writer = tokio::spawn(writer::run_writer(work_conn.clone(), rx, d.writer_config()));
+            let shard = Shard {
+                index: i,
+                streams: parts.iter().map(|p| keys::queue(*p)).collect(),
+                parts: parts.clone(),
+                d: Arc::clone(&d),
+                read_conn: read_conn.clone(),
+                work_conn: work_conn.clone(),
+                outcomes: tx,
+            };
+            (tokio::spawn(shard.run()), writer)
+        })));
     }
     handles
+}
+
+/// Run a reader and its writer, as `start` makes them, until the reader
+/// stops cleanly (shutdown) and the writer has drained. When either dies,
+/// the pair is made again a second later; meanwhile `health` counts it
+/// down. A writer that died loses the batch it held: those entries stay
+/// pending, unrenewed, and are taken over after `claim_idle`.
+pub(crate) async fn supervise<F>(health: Arc<crate::health::Health>, index: usize, mut start: F)
+where
+    F: FnMut() -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>),
+{
+    loop {
+        let (mut reader, mut writer) = start();
+        let died = tokio::select! {
+            r = &mut reader => match r {
+                // Stopped reading: let the writer drain, and done.
+                Ok(()) => match writer.await {
+                    Ok(()) => return,
+                    Err(e) => format!("the outcome writer died while draining: {e}"),
+                },
+                Err(e) => {
+                    // Its in-flight sends still hold the writer: let them
+                    // finish and be recorded before starting again.
+                    let _ = writer.await;
+                    format!("the shard died: {e}")
+                }
+            },
+            w = &mut writer => {
+                reader.abort();
+                let _ = reader.await;
+                format!("the outcome writer died: {}", w.err().map_or("it stopped".to_string(), |e| e.to_string()))
+            }
+        };
+        health.task_down();
+        telemetry::task_restart("shard");
+        tracing::error!(shard = index, %died, "restarting the shard and its writer in 1 s");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        health.task_up();
+    }
 }
 
 struct Shard {
@@ -416,5 +456,57 @@ impl Shard {
             telemetry::redis_error("record_deleted");
             tracing::warn!(error = %e, "recording deleted entries in the DLQ failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A pair whose reader or writer dies is started again, `/readyz`
+    /// false meanwhile; a reader that stops cleanly ends the supervision
+    /// once its writer drained.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_shard_or_writer_is_restarted_and_readiness_follows() {
+        let health = Arc::new(crate::health::Health::new());
+        health.set_durable(Ok(()));
+        let starts = Arc::new(AtomicUsize::new(0));
+        let n = Arc::clone(&starts);
+        let task = tokio::spawn(supervise(Arc::clone(&health), 0, move || {
+            let round = n.fetch_add(1, Ordering::AcqRel);
+            let reader = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if round == 0 {
+                    panic!("a bug in the shard");
+                }
+                if round == 1 {
+                    std::future::pending::<()>().await;
+                }
+            });
+            let writer = tokio::spawn(async move {
+                if round == 1 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    panic!("a bug in the writer");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            });
+            (reader, writer)
+        }));
+        // First round: the reader dies, and readiness says so.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while health.ready().is_ok() {
+            assert!(std::time::Instant::now() < deadline, "never reported down");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(health.ready().unwrap_err().contains("restarting"));
+        // Second round: the writer dies; third: a clean stop.
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("supervision ends after a clean stop")
+            .expect("no panic escapes");
+        assert_eq!(starts.load(Ordering::Acquire), 3);
+        assert_eq!(health.ready(), Ok(()));
     }
 }

@@ -121,6 +121,10 @@ fn describe() {
         "1 when the consent ledger looks wiped or restored: sending stops until an operator confirms it"
     );
     describe_counter!(
+        names::TASK_RESTARTS,
+        "Supervised tasks (shards, outcome writers) that died and were started again"
+    );
+    describe_counter!(
         names::CLAIMS_RENEWED,
         "Queue entries in flight whose claim was renewed, so no other instance takes them over"
     );
@@ -233,4 +237,9 @@ pub fn claims_renewed(n: usize) {
 /// `record_lost`, `receipt_unmatched`): recorded in the DLQ and counted.
 pub fn vanished(what: &'static str, n: usize) {
     counter!(names::VANISHED, "what" => what).increment(n as u64);
+}
+
+/// A supervised task died and was started again.
+pub fn task_restart(task: &'static str) {
+    counter!(names::TASK_RESTARTS, "task" => task).increment(1);
 }

@@ -24,3 +24,4 @@ pub const CLAIMS_RENEWED: &str = "herald_claims_renewed_total";
 pub const VANISHED: &str = "herald_vanished_total";
 pub const REDIS_VOLATILE: &str = "herald_redis_volatile";
 pub const LEDGER_SUSPECT: &str = "herald_consent_ledger_suspect";
+pub const TASK_RESTARTS: &str = "herald_task_restarts_total";
