@@ -196,6 +196,18 @@ impl FileConfig {
             let section = ProviderSection::parse(&name, table)?;
             providers.push(section.validate(&name, dispatch.max_in_flight)?);
         }
+        // Receipts on by default: a twilio provider without its own
+        // `status_callback` is called back at this instance's webhook.
+        for p in &mut providers {
+            if let crate::providers::config::ProviderKind::Twilio(t) = &mut p.kind
+                && t.status_callback.is_none()
+            {
+                t.status_callback = Some(format!(
+                    "{}/v1/webhooks/twilio/status",
+                    http.public_url.trim_end_matches('/')
+                ));
+            }
+        }
         let routes = self.routes.validate(&providers)?;
         let breaker = self.breaker.validate()?;
         let (throttle, carrier_lookup) = self.throttle.validate(&providers)?;

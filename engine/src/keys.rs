@@ -28,6 +28,8 @@
 //! | `herald:ledger:epoch` | string | the consent ledger's epoch (a random id) | the first instance; an operator's confirmation |
 //! | `herald:ledger:suspect` | string | why the ledger looks wiped or restored | any instance that sees it |
 //! | `herald:ledger:confirmed` | string | the epoch an operator confirmed | `ConfirmLedger` |
+//! | `herald:seen:<tenant>:<provider id>` | string | an inbound reply already applied (400 days) | the consent ledger |
+//! | `herald:texted:{<number>}` | set | tenants that texted the number from a sender no tenant owns (400 days) | the outcome writer |
 //! | `herald:written:<batch>` | string | that an outcome batch committed (10 min) | the outcome writer |
 //!
 //! Tenants cannot contain `:` (validated at ingest), so keys that embed a
@@ -73,6 +75,8 @@ const CAP_PREFIX: &str = "herald:cap:{";
 const FLEET_LANE_PREFIX: &str = "herald:throttle:{";
 const CARRIER_PREFIX: &str = "herald:carrier:{";
 const WRITTEN_PREFIX: &str = "herald:written:";
+const SEEN_PREFIX: &str = "herald:seen:";
+const TEXTED_PREFIX: &str = "herald:texted:{";
 
 /// The message record `herald:msg:<tenant>:<id>`: its fields and the
 /// values of `state`. Who writes what:
@@ -229,6 +233,18 @@ pub fn fleet_lane(carrier: &str) -> String {
 /// A number's cached carrier lookup.
 pub fn carrier_lookup(number: u64) -> String {
     format!("{CARRIER_PREFIX}{number}}}")
+}
+
+/// That an inbound reply (its provider message id) was applied for a
+/// tenant: a replayed webhook changes nothing.
+pub fn seen_reply(tenant: &str, provider_id: &str) -> String {
+    format!("{SEEN_PREFIX}{tenant}:{provider_id}")
+}
+
+/// The tenants that texted `number` from a sender no tenant owns: where a
+/// reply to such a sender goes.
+pub fn texted(number: u64) -> String {
+    format!("{TEXTED_PREFIX}{number}}}")
 }
 
 /// The mark an outcome batch's transaction leaves: if it is there, the

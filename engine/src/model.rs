@@ -71,6 +71,8 @@ pub enum Reason {
     // rejected after decoding
     /// Over the length limit once opt-out instructions are appended.
     BodyTooLong,
+    /// `from` is not one of the tenant's senders.
+    UnknownSender,
     // retrying / failed: the provider's answer
     ProviderTransient,
     InvalidNumber,
@@ -124,6 +126,7 @@ impl Reason {
             Reason::ContentBlocked => "content_blocked",
             Reason::Paused => "paused",
             Reason::BodyTooLong => "body_too_long",
+            Reason::UnknownSender => "unknown_sender",
             Reason::ProviderTransient => "provider_transient",
             Reason::InvalidNumber => "invalid_number",
             Reason::CarrierOptOut => "carrier_opt_out",
@@ -262,6 +265,37 @@ pub fn parse_e164(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A sender as Herald keeps it: `+` and E.164 digits, a short code (5–6
+/// digits), a Twilio messaging-service id (`MG` and 32 hex digits), or an
+/// alphanumeric sender id (1–11 letters, digits and spaces, at least one
+/// letter). Anything else is refused with the reason: `from` comes from
+/// producers, and per-sender lanes and reply routing key on it.
+pub fn parse_sender(s: &str) -> Result<Box<str>, String> {
+    let s = s.trim();
+    if s.starts_with('+') {
+        let n = parse_e164(s).map_err(|e| e.replacen("`to`", "`from`", 1))?;
+        return Ok(E164::render(n).as_str().into());
+    }
+    if (5..=6).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0') {
+        return Ok(s.into());
+    }
+    if let Some(hex) = s.strip_prefix("MG")
+        && hex.len() == 32
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Ok(s.into());
+    }
+    if (1..=11).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ')
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
+    {
+        return Ok(s.into());
+    }
+    Err(format!(
+        "`from` `{s}` is not a sender: an E.164 number, a 5–6 digit short code, a messaging service id (MG…) or an alphanumeric sender id (1–11 characters)"
+    ))
+}
+
 /// Renders an E.164 integer back to `+digits` without allocating.
 pub struct E164 {
     buf: [u8; 16],
@@ -296,6 +330,37 @@ mod tests {
         assert!(parse_e164("+14155552671").is_ok());
         for bad in ["+10155552671", "+1415555267", "+141555526711"] {
             assert!(parse_e164(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn senders_are_numbers_short_codes_services_or_alphanumeric_ids() {
+        let ok = [
+            ("+14155552671", "+14155552671"),
+            (" +14155552671 ", "+14155552671"),
+            ("12345", "12345"),
+            ("898211", "898211"),
+            (
+                "MG0123456789abcdef0123456789ABCDEF",
+                "MG0123456789abcdef0123456789ABCDEF",
+            ),
+            ("ACME Bank", "ACME Bank"),
+        ];
+        for (s, want) in ok {
+            assert_eq!(parse_sender(s).as_deref(), Ok(want), "{s}");
+        }
+        for bad in [
+            "",
+            "+1415",
+            "1234",
+            "01234",
+            "MG-123",
+            "ACME Bank Loans",
+            "123456789",
+            "acme;drop",
+            "+10005552671",
+        ] {
+            assert!(parse_sender(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -127,6 +127,7 @@ pub async fn run(
     let mover = tokio::spawn(crate::ingest::delayed::run_mover(
         admin.clone(),
         cfg.dispatch.delayed_poll,
+        cfg.events.dlq_max_len,
         stop_reading.clone(),
     ));
 
@@ -206,6 +207,7 @@ pub async fn run(
     // listener after the drain, so /readyz answers 503 meanwhile.
     let receipts = Arc::new(crate::delivery::receipts::Receipts::new(
         cfg.events.max_len,
+        cfg.events.dlq_max_len,
         cfg.dispatch.idempotency_ttl.as_millis() as u64,
     ));
     let http_state = Arc::new(HttpState {
@@ -226,16 +228,6 @@ pub async fn run(
             .filter_map(|p| match &p.kind {
                 crate::providers::config::ProviderKind::Twilio(t) => {
                     Some((t.account_sid.clone(), t.auth_token.clone()))
-                }
-                _ => None,
-            })
-            .collect(),
-        twilio_names: cfg
-            .providers
-            .iter()
-            .filter_map(|p| match &p.kind {
-                crate::providers::config::ProviderKind::Twilio(t) => {
-                    Some((t.account_sid.clone(), p.name.clone()))
                 }
                 _ => None,
             })

@@ -50,10 +50,15 @@ async fn start(redis: &RedisServer, mock_url: &str, port: u16, extra: &str) -> H
 
 /// POST a Twilio inbound webhook, signed with `token` (the mock account's
 /// auth token unless a test wants a bad one).
+/// A reply as Twilio posts it: each with its own MessageSid (a repeated one
+/// is a replay, and changes nothing).
 async fn inbound(port: u16, from: &str, body: &str, token: &str) -> (u16, String) {
+    static SID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let sid = format!("SM0123456789abcdef{n:016x}");
     let params: Vec<(String, String)> = [
         ("AccountSid", "ACmock0000000000000000000000000000"),
-        ("MessageSid", "SM0123456789abcdef0123456789abcdef"),
+        ("MessageSid", sid.as_str()),
         ("From", from),
         ("To", SENDER),
         ("Body", body),

@@ -470,3 +470,253 @@ async fn a_redis_restarted_without_persistence_under_load_stops_sending() {
     );
     herald.stop().await.expect("clean stop");
 }
+
+/// Post a signed Twilio inbound reply to Herald on `port`.
+async fn reply(port: u16, from: &str, to: &str, body: &str, sid: &str) -> (u16, String) {
+    let url = format!("http://127.0.0.1:{port}/v1/webhooks/twilio/inbound");
+    let params: Vec<(String, String)> = [
+        ("AccountSid", "ACmock0000000000000000000000000000"),
+        ("MessageSid", sid),
+        ("From", from),
+        ("To", to),
+        ("Body", body),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let sig = herald_engine::inbound::signature::twilio_signature("mock-token", &url, &params);
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    http_call(
+        port,
+        "POST",
+        "/v1/webhooks/twilio/inbound",
+        &[("X-Twilio-Signature", &sig)],
+        "application/x-www-form-urlencoded",
+        &form,
+    )
+    .await
+}
+
+async fn consent_state(port: u16, tenant: &str, number: &str) -> String {
+    let (_, body) = http_call(
+        port,
+        "GET",
+        &format!("/v1/consent/{tenant}/{}", number.replace('+', "%2B")),
+        &[("Authorization", "Bearer trust-admin-token-0123456789")],
+        "application/json",
+        "",
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["consent"]["collections"]["state"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string()
+}
+
+fn tenant_msg(id: &str, tenant: &str, to: &str, from: Option<&str>) -> Vec<u8> {
+    let mut m = serde_json::json!({"id": id, "tenant": tenant, "to": to, "body": id});
+    if let Some(f) = from {
+        m["from"] = f.into();
+    }
+    m.to_string().into_bytes()
+}
+
+/// A tenant sends only from its own senders, and replies find the tenant
+/// by the number they were sent to; a reply to a number no tenant owns
+/// reaches every tenant that texted the person from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_belong_to_one_tenant_and_replies_reach_it() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let port = free_port();
+    // The provider's default sender +15005550006 belongs to no tenant;
+    // the tenants' own numbers are not throttled here either.
+    let text = config_text(&redis, &mock.base_url(), port, FAST_DISPATCH).replace(
+        "[throttle.sender_limits]\n",
+        "[throttle.sender_limits]\n\"+15005550010\" = { segments = 0, per = \"second\" }\n\"+15005550011\" = { segments = 0, per = \"second\" }\n",
+    ) + "\n[tenants.acme]\nsenders = [\"+15005550010\"]\n[tenants.globex]\nsenders = [\"+15005550011\"]\n[tenants.initech]\n";
+    let herald = Herald::start_env(
+        &text,
+        vec![(
+            "HERALD_CONTROL__TOKEN".into(),
+            "\"trust-admin-token-0123456789\"".into(),
+        )],
+    )
+    .await;
+    let mut conn = redis.conn().await;
+    let (owned, texted, other) = (number(1), number(2), number(3));
+    let msgs = vec![
+        // globex may not send as acme; acme may from its own number.
+        tenant_msg("g-as-acme", "globex", &owned, Some("+15005550010")),
+        tenant_msg("a-own", "acme", &owned, Some("+15005550010")),
+        // initech declared no senders: only a provider default is allowed.
+        tenant_msg("i-own", "initech", &owned, Some("+15005550011")),
+        // Both acme and globex text `texted` from the unowned default.
+        tenant_msg("a-default", "acme", &texted, None),
+        tenant_msg("g-default", "globex", &texted, None),
+        tenant_msg("i-other", "initech", &other, None),
+    ];
+    xadd_raw(&mut conn, 4, &msgs).await;
+    let ev = wait_events(&mut conn, "6 decisions", T, |ev| ev.len() >= 6).await;
+    let status = |id: &str| {
+        ev.iter().find(|e| e["id"] == id).map(|e| {
+            (
+                e["status"].clone(),
+                e.get("reason").cloned().unwrap_or_default(),
+            )
+        })
+    };
+    assert_eq!(
+        status("g-as-acme"),
+        Some(("rejected".into(), "unknown_sender".into()))
+    );
+    assert_eq!(
+        status("i-own"),
+        Some(("rejected".into(), "unknown_sender".into()))
+    );
+    assert_eq!(status("a-own"), Some(("sent".into(), String::new())));
+    assert_eq!(status("a-default"), Some(("sent".into(), String::new())));
+    assert!(
+        mock.recorded().iter().all(|r| r.body != "g-as-acme"),
+        "nothing sent from another tenant's number"
+    );
+
+    // A STOP to acme's number stops acme, not globex.
+    let (s, _) = reply(port, &owned, "+15005550010", "STOP", "SMa1").await;
+    assert_eq!(s, 200);
+    assert_eq!(consent_state(port, "acme", &owned).await, "revoked");
+    assert_eq!(consent_state(port, "globex", &owned).await, "unknown");
+
+    // A STOP to the unowned default stops everyone who texted from it.
+    let (s, _) = reply(port, &texted, "+15005550006", "STOP", "SMa2").await;
+    assert_eq!(s, 200);
+    assert_eq!(consent_state(port, "acme", &texted).await, "revoked");
+    assert_eq!(consent_state(port, "globex", &texted).await, "revoked");
+    assert_eq!(consent_state(port, "initech", &texted).await, "unknown");
+    herald.stop().await.expect("clean stop");
+}
+
+/// A replayed signed webhook changes nothing: a START posted again after a
+/// later STOP leaves the number revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_reply_changes_nothing() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let port = free_port();
+    let herald = Herald::start_env(
+        &(config_text(&redis, &mock.base_url(), port, FAST_DISPATCH)
+            + "\n[tenants.acme]\nsenders = [\"+15005550006\"]\n"),
+        vec![(
+            "HERALD_CONTROL__TOKEN".into(),
+            "\"trust-admin-token-0123456789\"".into(),
+        )],
+    )
+    .await;
+    let who = number(4);
+    let to = "+15005550006";
+    reply(port, &who, to, "STOP", "SMr1").await;
+    assert_eq!(consent_state(port, "acme", &who).await, "revoked");
+    let (_, twiml) = reply(port, &who, to, "START", "SMr2").await;
+    assert!(
+        twiml.contains("<Message>"),
+        "the START is confirmed: {twiml}"
+    );
+    assert_eq!(consent_state(port, "acme", &who).await, "granted");
+    reply(port, &who, to, "STOP", "SMr3").await;
+    assert_eq!(consent_state(port, "acme", &who).await, "revoked");
+    // The START again, byte for byte: signed, but seen.
+    let (s, twiml) = reply(port, &who, to, "START", "SMr2").await;
+    assert_eq!(s, 200);
+    assert!(
+        !twiml.contains("<Message>"),
+        "no confirmation for a replay: {twiml}"
+    );
+    assert_eq!(consent_state(port, "acme", &who).await, "revoked");
+    let mut conn = redis.conn().await;
+    let audit: u64 = redis::cmd("XLEN")
+        .arg("herald:consent:audit")
+        .query_async(&mut conn)
+        .await
+        .expect("xlen");
+    assert_eq!(audit, 3, "the replay wrote no audit entry");
+    herald.stop().await.expect("clean stop");
+}
+
+/// Receipts are on by default and match whichever provider sent: with a
+/// dead first provider and a good second one, the messages fail over and
+/// their receipts come back as `delivered` / `undelivered`, not orphans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_of_messages_sent_through_a_failover_provider_are_matched() {
+    let redis = RedisServer::start();
+    let good = herald_loadtest::mock::MockProvider::start(
+        ([127, 0, 0, 1], 0).into(),
+        herald_loadtest::mock::MockSettings {
+            status_callbacks: true,
+            callback_delay: Duration::from_millis(20),
+            record: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("mock");
+    // Nothing listens there: every send to `twilio` is refused.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let extra = format!(
+        r#"{FAST_DISPATCH}failover_after = 1
+[providers.good]
+kind = "twilio"
+base_url = "{}"
+account_sid = "ACmock0000000000000000000000000000"
+auth_token = "mock-token"
+from = "+15005550006"
+[breaker]
+consecutive_failures = 3
+open_ms = 600000
+"#,
+        good.base_url()
+    );
+    let port = free_port();
+    let herald = Herald::start_env(
+        &config_text(&redis, &dead, port, &extra),
+        vec![(
+            "HERALD_ROUTES__DEFAULT".into(),
+            r#"["twilio", "good"]"#.into(),
+        )],
+    )
+    .await;
+    let mut conn = redis.conn().await;
+    let msgs: Vec<Vec<u8>> = (0..400)
+        .map(|i| msg_json(&format!("fo{i}"), &number(i), "hi"))
+        .collect();
+    xadd_raw(&mut conn, 4, &msgs).await;
+    let ev = wait_events(&mut conn, "400 sent", Duration::from_secs(60), |ev| {
+        count_status(ev, "sent") >= 400
+    })
+    .await;
+    assert!(
+        ev.iter()
+            .filter(|e| e["status"] == "sent")
+            .all(|e| e["provider"] == "good")
+    );
+    let ev = wait_events(&mut conn, "receipts", Duration::from_secs(60), |ev| {
+        count_status(ev, "delivered") + count_status(ev, "undelivered") >= 380
+    })
+    .await;
+    let receipts = count_status(&ev, "delivered") + count_status(&ev, "undelivered");
+    assert!(
+        receipts * 100 >= 400 * 95,
+        "{receipts} of 400 receipts matched"
+    );
+    let r = ev
+        .iter()
+        .find(|e| e["status"] == "delivered")
+        .expect("a receipt");
+    assert_eq!(
+        r["provider"], "good",
+        "the receipt names the provider that sent"
+    );
+    herald.stop().await.expect("clean stop");
+}

@@ -171,6 +171,9 @@ pub struct Recorded {
     pub state: NumberState,
     /// The purposes whose state changed (empty: nothing changed, no audit entry).
     pub changed: Vec<Category>,
+    /// The change was a replay of one already recorded (its once-key was
+    /// there): nothing changed.
+    pub replay: bool,
 }
 
 #[derive(Serialize)]
@@ -193,12 +196,17 @@ pub fn state_name(s: PurposeState) -> &'static str {
     }
 }
 
-/// KEYS: state hash, detail hash, audit stream.
-/// ARGV: number, purpose letters to touch (`tcm`), new letter, only-if
-/// letters (empty = any), detail JSON, tenant, source, by, evidence, at_ms.
-/// Returns {new letters, changed purpose letters}.
+/// KEYS: state hash, detail hash, audit stream, and optionally the
+/// change's once-key. ARGV: number, purpose letters to touch (`tcm`), new
+/// letter, only-if letters (empty = any), detail JSON, tenant, source, by,
+/// evidence, at_ms, and with a once-key its lifetime (ms).
+/// Returns {new letters, changed purpose letters}, and a third element
+/// `replay` when the once-key was there already (nothing changed).
 const CHANGE_LUA: &str = r#"
 local cur = redis.call('HGET', KEYS[1], ARGV[1]) or 'uuu'
+if KEYS[4] and not redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[11]) then
+  return {cur, '', 'replay'}
+end
 local order = {'t', 'c', 'm'}
 local names = {t = 'transactional', c = 'collections', m = 'marketing'}
 local new, changed = '', ''
@@ -282,14 +290,47 @@ impl ConsentLedger {
     /// Record one change (atomic in Redis) and apply it to this instance's
     /// replica at once; the other instances see it through the audit feed.
     pub async fn record(&self, conn: &mut Conn, ch: &Change<'_>) -> redis::RedisResult<Recorded> {
-        let (new, changed) = self.invoke(conn, ch).await?;
+        self.record_inner(conn, ch, None).await
+    }
+
+    /// [`ConsentLedger::record`], at most once per `once_key` (the
+    /// provider's message id of an inbound reply): a replayed webhook finds
+    /// the key, in the same atomic script, and changes nothing. The key is
+    /// kept `once_ttl_ms`.
+    pub async fn record_once(
+        &self,
+        conn: &mut Conn,
+        ch: &Change<'_>,
+        once_key: &str,
+        once_ttl_ms: u64,
+    ) -> redis::RedisResult<Recorded> {
+        self.record_inner(conn, ch, Some((once_key, once_ttl_ms)))
+            .await
+    }
+
+    async fn record_inner(
+        &self,
+        conn: &mut Conn,
+        ch: &Change<'_>,
+        once: Option<(&str, u64)>,
+    ) -> redis::RedisResult<Recorded> {
+        let reply = self.invoke(conn, ch, once).await?;
+        let (new, changed) = match reply.as_slice() {
+            [new, changed, ..] => (new, changed),
+            _ => return Err(bad_reply("consent change")),
+        };
+        let replay = reply.get(2).is_some_and(|r| r == "replay");
         let state = decode_letters(new.as_bytes()).ok_or_else(|| bad_reply("consent state"))?;
         let changed: Vec<Category> = changed.chars().filter_map(purpose_from_letter).collect();
         if !changed.is_empty() {
             self.replica
                 .apply(&[(ch.tenant.to_string(), ch.number, state)]);
         }
-        Ok(Recorded { state, changed })
+        Ok(Recorded {
+            state,
+            changed,
+            replay,
+        })
     }
 
     /// Load the change script into a pipeline (before `add_to`).
@@ -353,14 +394,21 @@ impl ConsentLedger {
         &self,
         conn: &mut Conn,
         ch: &Change<'_>,
-    ) -> redis::RedisResult<(String, String)> {
+        once: Option<(&str, u64)>,
+    ) -> redis::RedisResult<Vec<String>> {
         let (keys, args) = script_args(ch);
         let mut inv = self.script.prepare_invoke();
         for k in &keys {
             inv.key(k);
         }
+        if let Some((key, _)) = once {
+            inv.key(key);
+        }
         for a in &args {
             inv.arg(a);
+        }
+        if let Some((_, ttl)) = once {
+            inv.arg(ttl);
         }
         inv.invoke_async(conn).await
     }

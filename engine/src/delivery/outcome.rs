@@ -110,8 +110,12 @@ pub struct Decision {
     /// transaction unless it was sent.
     pub caps: Vec<crate::policy::caps::CapKey>,
     /// The provider reports delivery receipts: map its message id to this
-    /// message.
-    pub receipts: bool,
+    /// message, under the provider's kind (`twilio`).
+    pub receipts: Option<&'static str>,
+    /// It went out from a sender no tenant owns: remember that this tenant
+    /// texted the recipient, so a reply to that sender reaches it
+    /// (`herald:texted:{n}`).
+    pub remember_recipient: bool,
     /// Pin the message to `provider` for its next attempt (an ambiguous
     /// send: never re-sent through another provider).
     pub pin: bool,
@@ -135,7 +139,8 @@ impl Decision {
             fired: Vec::new(),
             caps: Vec::new(),
             pin: false,
-            receipts: false,
+            remember_recipient: false,
+            receipts: None,
             consent: None,
         }
     }

@@ -58,14 +58,23 @@ local m = redis.call('GET', KEYS[1])
 if not m then
   redis.call('HSET', KEYS[4], 'status', ARGV[1], 'reason', ARGV[2], 'provider', ARGV[3],
     'provider_id', ARGV[4], 'ts', ARGV[5])
-  redis.call('PEXPIRE', KEYS[4], 3600000)
+  redis.call('PEXPIRE', KEYS[4], 7200000)
   redis.call('ZADD', KEYS[3], 'NX', ARGV[5], KEYS[4])
   return 'orphan'
 end
-local nl = string.find(m, '\n', 1, true)
-if not nl then return 'duplicate' end
-local tenant = string.sub(m, 1, nl - 1)
-local id = string.sub(m, nl + 1)
+-- `provider\ntenant\nid` (older records: `tenant\nid`)
+local provider, tenant, id = ARGV[3], nil, nil
+local a = string.find(m, '\n', 1, true)
+if not a then return 'duplicate' end
+local b = string.find(m, '\n', a + 1, true)
+if b then
+  provider = string.sub(m, 1, a - 1)
+  tenant = string.sub(m, a + 1, b - 1)
+  id = string.sub(m, b + 1)
+else
+  tenant = string.sub(m, 1, a - 1)
+  id = string.sub(m, a + 1)
+end
 local k = ARGV[7] .. tenant .. ':' .. id
 if redis.call('HSETNX', k, 'receipt', ARGV[1]) == 0 then
   redis.call('ZREM', KEYS[3], KEYS[4])
@@ -74,11 +83,11 @@ end
 redis.call('HSET', k, 'state', ARGV[1], 'receipt_ts', ARGV[5])
 redis.call('PEXPIRE', k, ARGV[9])
 if ARGV[2] ~= '' then redis.call('HSET', k, 'reason', ARGV[2]) end
-local ev = {'id', id, 'tenant', tenant, 'status', ARGV[1], 'provider', ARGV[3],
+local ev = {'id', id, 'tenant', tenant, 'status', ARGV[1], 'provider', provider,
   'provider_id', ARGV[4], 'ts', ARGV[5]}
 if ARGV[2] ~= '' then table.insert(ev, 'reason'); table.insert(ev, ARGV[2]) end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', unpack(ev))
-local step = {ts = tonumber(ARGV[5]), status = ARGV[1], provider = ARGV[3], provider_id = ARGV[4]}
+local step = {ts = tonumber(ARGV[5]), status = ARGV[1], provider = provider, provider_id = ARGV[4]}
 if ARGV[2] ~= '' then step.reason = ARGV[2] end
 redis.call('RPUSH', ARGV[8] .. tenant .. ':' .. id, cjson.encode(step))
 redis.call('PEXPIRE', ARGV[8] .. tenant .. ':' .. id, ARGV[9])
@@ -91,19 +100,25 @@ return 'applied'
 pub struct Receipts {
     script: redis::Script,
     events_max_len: u64,
+    dlq_max_len: u64,
     state_ttl_ms: u64,
 }
 
 impl Receipts {
-    pub fn new(events_max_len: u64, state_ttl_ms: u64) -> Receipts {
+    pub fn new(events_max_len: u64, dlq_max_len: u64, state_ttl_ms: u64) -> Receipts {
         Receipts {
             script: redis::Script::new(APPLY_LUA),
             events_max_len,
+            dlq_max_len,
             state_ttl_ms,
         }
     }
 
-    /// Apply one receipt. Returns `applied`, `duplicate` or `orphan`.
+    /// Apply one receipt. `provider` is the provider's kind (`twilio`): the
+    /// mapping is by kind and message id, so a message sent through any
+    /// provider of that kind (a failover) finds its receipt; the event names
+    /// the provider that sent it. Returns `applied`, `duplicate` or
+    /// `orphan`.
     pub async fn apply(
         &self,
         conn: &mut Conn,
@@ -149,14 +164,64 @@ impl Receipts {
         }
     }
 
-    async fn retry_orphans(&self, conn: &mut Conn) -> redis::RedisResult<()> {
-        let now = crate::clock::now_ms();
-        let _: () = redis::cmd("ZREMRANGEBYSCORE")
+    /// Receipts whose message never became known within an hour: kept in
+    /// the DLQ (reason `receipt_unmatched`) and counted, not dropped.
+    async fn give_up_orphans(&self, conn: &mut Conn, now: i64) -> redis::RedisResult<()> {
+        let old: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(keys::RECEIPT_ORPHANS)
             .arg("-inf")
             .arg(now - ORPHAN_TTL_MS)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(1000)
             .query_async(conn)
             .await?;
+        if old.is_empty() {
+            return Ok(());
+        }
+        for k in &old {
+            let fields: Vec<(String, String)> =
+                redis::cmd("HGETALL").arg(k).query_async(conn).await?;
+            let mut add = redis::cmd("XADD");
+            add.arg(keys::DLQ)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.dlq_max_len)
+                .arg("*")
+                .arg("reason")
+                .arg("receipt_unmatched")
+                .arg("detail")
+                .arg("a delivery receipt whose message never became known within an hour")
+                .arg("receipt")
+                .arg(k);
+            for (f, v) in &fields {
+                add.arg(f).arg(v);
+            }
+            let _: () = redis::pipe()
+                .atomic()
+                .add_command(add)
+                .ignore()
+                .cmd("ZREM")
+                .arg(keys::RECEIPT_ORPHANS)
+                .arg(k)
+                .ignore()
+                .cmd("DEL")
+                .arg(k)
+                .ignore()
+                .query_async(conn)
+                .await?;
+        }
+        tracing::warn!(
+            receipts = old.len(),
+            "delivery receipts never matched a message; kept in the DLQ"
+        );
+        crate::telemetry::vanished("receipt_unmatched", old.len());
+        Ok(())
+    }
+
+    async fn retry_orphans(&self, conn: &mut Conn) -> redis::RedisResult<()> {
+        let now = crate::clock::now_ms();
+        self.give_up_orphans(conn, now).await?;
         let keys: Vec<String> = redis::cmd("ZRANGE")
             .arg(keys::RECEIPT_ORPHANS)
             .arg(0)

@@ -42,6 +42,10 @@ pub struct WriterConfig {
 /// Largest batch written in one transaction.
 const MAX_BATCH: usize = 1024;
 
+/// How long a recipient is remembered as texted by a tenant from a sender
+/// no tenant owns: a STOP may come long after the text.
+const TEXTED_TTL_MS: u64 = 400 * 24 * 3_600_000;
+
 /// How long the mark of a committed batch is kept: longer than any retry
 /// of it can take.
 const WRITTEN_TTL_MS: u64 = 600_000;
@@ -446,19 +450,26 @@ fn decided(
         crate::policy::caps::add_release(pipe, &d.caps, &keys::member(&m.tenant, &m.id));
     }
     if d.status == Status::Sent
-        && d.receipts
-        && let (Some(p), Some(pid)) = (&d.provider, &d.provider_id)
+        && let (Some(kind), Some(p), Some(pid)) = (d.receipts, &d.provider, &d.provider_id)
     {
-        let mut v = String::with_capacity(m.tenant.len() + m.id.len() + 1);
+        // `provider\ntenant\nid`: the receipt names who sent it.
+        let mut v = String::with_capacity(p.len() + m.tenant.len() + m.id.len() + 2);
+        v.push_str(p);
+        v.push('\n');
         v.push_str(&m.tenant);
         v.push('\n');
         v.push_str(&m.id);
         pipe.cmd("SET")
-            .arg(keys::provider_id(p, pid))
+            .arg(keys::provider_id(kind, pid))
             .arg(v)
             .arg("PX")
             .arg(ttl_ms)
             .ignore();
+    }
+    if d.status == Status::Sent && d.remember_recipient {
+        let k = keys::texted(m.to);
+        pipe.cmd("SADD").arg(&k).arg(&m.tenant).ignore();
+        pipe.cmd("PEXPIRE").arg(&k).arg(TEXTED_TTL_MS).ignore();
     }
     if let Some(ch) = &d.consent {
         crate::consent::ledger::add_eval(pipe, &ch.as_change());

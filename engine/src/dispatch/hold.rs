@@ -22,6 +22,8 @@ pub enum Hold {
     Policy(Box<Evaluation>),
     /// Its content is blocked or cannot be sent.
     Content(Refused),
+    /// Its `from` is not one of the tenant's senders.
+    UnknownSender(String),
 }
 
 /// `send_at` and `expires_at` against `now`: a hold, or `None` to go on.
@@ -69,6 +71,12 @@ pub fn decide(
             dec
         }
         Hold::Expired => Decision::new(msg, Status::Expired, Some(Reason::ExpiresAt), attempt),
+        Hold::UnknownSender(detail) => {
+            let mut dec =
+                Decision::new(msg, Status::Rejected, Some(Reason::UnknownSender), attempt);
+            dec.detail = Some(detail);
+            dec
+        }
         Hold::Content(refused) => {
             let (status, reason) = match refused {
                 Refused::Blocked { .. } => (Status::Suppressed, Reason::ContentBlocked),

@@ -196,6 +196,9 @@ fn screen_all(
 /// that apply; `Err`: why it is held. The body is rewritten in place when
 /// content rules change it.
 fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Result<(u32, Vec<Arc<CapRule>>), Hold> {
+    if let Some(from) = msg.from.as_deref() {
+        check_sender(d, &msg.tenant, from)?;
+    }
     if d.pauses.is_paused(&msg.tenant) {
         return Err(Hold::Paused);
     }
@@ -224,6 +227,31 @@ fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Result<(u32, Vec<Arc<C
     let seg = prepared.segments;
     telemetry::segments(seg.encoding.as_str(), seg.segments);
     Ok((seg.segments, eval.caps))
+}
+
+/// A tenant may send only from its own senders (`tenants.<name>.senders`);
+/// one that declared none, only from a provider's default sender no other
+/// tenant owns. So replies come back to the tenant that sent, and a tenant
+/// cannot send as another (docs/contracts.md#ingest, `unknown_sender`).
+fn check_sender(d: &Dispatcher, tenant: &str, from: &str) -> Result<(), Hold> {
+    let owner = d.policy.tenant_of_sender(from);
+    let allowed = if d.policy.declares_senders(tenant) {
+        owner == Some(tenant)
+    } else {
+        owner.is_none_or(|o| o == tenant) && d.providers.is_default_sender(from)
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(Hold::UnknownSender(match owner {
+        Some(o) if o != tenant => format!("`from` {from} is a sender of another tenant"),
+        _ if d.policy.declares_senders(tenant) => {
+            format!("`from` {from} is not one of tenant `{tenant}`'s senders")
+        }
+        _ => format!(
+            "`from` {from} is not a provider's default sender, and tenant `{tenant}` declares no senders (tenants.{tenant}.senders)"
+        ),
+    }))
 }
 
 /// The claim of every pending message, in one pipeline.

@@ -207,7 +207,9 @@ pub(super) async fn send_task(d: Arc<Dispatcher>, outcomes: OutcomeSender, s: Ou
             dec.provider = Some(Arc::clone(&slot.name));
             dec.provider_id = Some(accepted.provider_id);
             dec.segments = accepted.segments;
-            dec.receipts = slot.receipts;
+            dec.receipts = slot.receipts.then(|| slot.provider.kind());
+            let sender = dec.msg.from.as_deref().or(slot.default_sender.as_deref());
+            dec.remember_recipient = sender.is_none_or(|s| d.policy.tenant_of_sender(s).is_none());
             dec
         }
         Err(err) => {

@@ -58,8 +58,6 @@ pub struct HttpState {
     pub admin_token: String,
     /// (account_sid, auth_token) of each twilio provider, for signatures.
     pub twilio: Vec<(String, String)>,
-    /// (account_sid, provider name) of each twilio provider, for receipts.
-    pub twilio_names: Vec<(String, String)>,
     pub receipts: Arc<crate::delivery::receipts::Receipts>,
 }
 

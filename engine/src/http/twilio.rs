@@ -176,15 +176,9 @@ pub(super) async fn twilio_status(state: &HttpState, req: Request<Incoming>) -> 
         (Receipt::Undelivered, _) => status.to_string(),
         _ => String::new(),
     };
-    // The provider's name: the twilio provider of this account.
-    let account = param("AccountSid").unwrap_or("");
-    let provider = state
-        .twilio_names
-        .iter()
-        .find(|(sid, _)| sid == account)
-        .or(state.twilio_names.first())
-        .map(|(_, name)| name.as_str())
-        .unwrap_or("twilio");
+    // Receipts are matched by kind and message id (a MessageSid is unique
+    // across accounts): whichever twilio provider sent it.
+    let provider = "twilio";
     let mut conn = state.redis.clone();
     match state
         .receipts

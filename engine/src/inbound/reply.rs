@@ -38,20 +38,60 @@ pub struct Inbound<'a> {
     pub provider_id: &'a str,
 }
 
+/// How long a reply's provider id is remembered against replays: a Twilio
+/// signature does not expire, so a captured START could be posted again
+/// long after a STOP.
+const SEEN_TTL_MS: u64 = 400 * 24 * 3_600_000;
+
+/// The tenants a reply belongs to: the owner of the number it was sent to
+/// (`tenants.<name>.senders`); for a number no tenant owns, every tenant
+/// that texted the person from such a number (`herald:texted:{n}`) — the
+/// safe side: a STOP is never lost to the wrong tenant — or, when none
+/// did, `default`.
+async fn tenants_of(
+    policy: &Policy,
+    conn: &mut Conn,
+    r: &Inbound<'_>,
+) -> Result<Vec<String>, Error> {
+    if let Some(owner) = model::parse_sender(r.to)
+        .ok()
+        .and_then(|s| policy.tenant_of_sender(&s))
+    {
+        return Ok(vec![owner.to_string()]);
+    }
+    let texted: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(keys::texted(r.from))
+        .query_async(conn)
+        .await
+        .map_err(|e| Error::redis("inbound_tenants", e))?;
+    telemetry::inbound_unowned(texted.len());
+    tracing::info!(to = r.to, tenants = ?texted, "a reply to a number no tenant owns");
+    if texted.is_empty() {
+        Ok(vec![model::DEFAULT_TENANT.to_string()])
+    } else {
+        let mut texted = texted;
+        texted.sort();
+        Ok(texted)
+    }
+}
+
 /// Handle one reply. Returns the text to answer with, if any. An `Err`
 /// means the reply was not recorded: the caller must not acknowledge it
-/// (a STOP is never lost to a 200).
+/// (a STOP is never lost to a 200). A replay of a reply already applied
+/// (same provider message id) changes nothing and is answered with nothing.
 pub async fn handle<'p>(
     policy: &'p Policy,
     ledger: &ConsentLedger,
     conn: &mut Conn,
     r: &Inbound<'_>,
 ) -> Result<Option<&'p str>, Error> {
-    let tenant = model::parse_e164(r.to)
-        .ok()
-        .and_then(|n| policy.tenant_of_sender(n))
-        .unwrap_or(model::DEFAULT_TENANT);
-    let tp = policy.tenant(tenant);
+    let tenants = tenants_of(policy, conn, r).await?;
+    // The wording (confirmations, HELP) is the first tenant's.
+    let tp = policy.tenant(
+        tenants
+            .first()
+            .map_or(model::DEFAULT_TENANT, String::as_str),
+    );
     let classified = keywords::classify(r.text);
     let now = now_ms();
     let by = E164::render(r.from);
@@ -95,7 +135,11 @@ pub async fn handle<'p>(
             }
             Reply::Other => {
                 telemetry::inbound("other");
-                forward(conn, tenant, by.as_str(), r, "other", now).await?;
+                for tenant in &tenants {
+                    if first_time(conn, tenant, r).await? {
+                        forward(conn, tenant, by.as_str(), r, "other", now).await?;
+                    }
+                }
                 return Ok(None);
             }
         };
@@ -105,27 +149,60 @@ pub async fn handle<'p>(
         "keyword": classified.keyword,
     })
     .to_string();
-    let change = Change {
-        tenant,
-        number: r.from,
-        purposes,
-        state: new_state,
-        only,
-        source: "inbound",
-        by: by.as_str(),
-        evidence: &evidence,
-        at_ms: now,
-    };
-    let recorded = ledger.record(conn, &change).await.map_err(|e| {
-        tracing::error!(error = %e, "recording an inbound consent change failed");
-        Error::redis("inbound_consent", e)
-    })?;
-    tracing::info!(%tenant, kind, changed = recorded.changed.len(), "inbound reply recorded");
-    if matches!(classified.reply, Reply::Ambiguous) {
-        forward(conn, tenant, by.as_str(), r, "ambiguous", now).await?;
+    let mut changed = false;
+    for tenant in &tenants {
+        let change = Change {
+            tenant,
+            number: r.from,
+            purposes,
+            state: new_state,
+            only,
+            source: "inbound",
+            by: by.as_str(),
+            evidence: &evidence,
+            at_ms: now,
+        };
+        let recorded = if r.provider_id.is_empty() {
+            ledger.record(conn, &change).await
+        } else {
+            let once = keys::seen_reply(tenant, r.provider_id);
+            ledger.record_once(conn, &change, &once, SEEN_TTL_MS).await
+        }
+        .map_err(|e| {
+            tracing::error!(error = %e, "recording an inbound consent change failed");
+            Error::redis("inbound_consent", e)
+        })?;
+        if recorded.replay {
+            telemetry::inbound("replay");
+            tracing::warn!(%tenant, provider_id = r.provider_id, "a replayed reply changed nothing");
+            continue;
+        }
+        tracing::info!(%tenant, kind, changed = recorded.changed.len(), "inbound reply recorded");
+        changed |= !recorded.changed.is_empty();
+        if matches!(classified.reply, Reply::Ambiguous) {
+            forward(conn, tenant, by.as_str(), r, "ambiguous", now).await?;
+        }
     }
     // One confirmation, and only for a change: a second STOP gets none.
-    Ok(reply.filter(|_| !recorded.changed.is_empty()))
+    Ok(reply.filter(|_| changed))
+}
+
+/// Whether this reply is seen for `tenant` for the first time (a reply
+/// that changes no consent: its replay must not be forwarded twice).
+async fn first_time(conn: &mut Conn, tenant: &str, r: &Inbound<'_>) -> Result<bool, Error> {
+    if r.provider_id.is_empty() {
+        return Ok(true);
+    }
+    let set: Option<String> = redis::cmd("SET")
+        .arg(keys::seen_reply(tenant, r.provider_id))
+        .arg(1)
+        .arg("NX")
+        .arg("PX")
+        .arg(SEEN_TTL_MS)
+        .query_async(conn)
+        .await
+        .map_err(|e| Error::redis("inbound_seen", e))?;
+    Ok(set.is_some())
 }
 
 /// Put a reply on `herald:inbound` for upstream systems.

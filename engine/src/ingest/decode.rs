@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::model::{
     Category, DEFAULT_TENANT, MAX_ID_CHARS, MAX_TENANT_CHARS, Message, RejectReason, Rejection,
-    parse_e164, valid_tenant,
+    parse_e164, parse_sender, valid_tenant,
 };
 
 /// Limits applied while validating, from config.
@@ -247,6 +247,14 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
         ));
     }
 
+    let from = match raw.from.as_deref().filter(|f| !f.is_empty()) {
+        None => None,
+        Some(f) => match parse_sender(f) {
+            Ok(f) => Some(f),
+            Err(e) => return Err(fail(RejectReason::InvalidField, e)),
+        },
+    };
+
     let send_at = match raw.send_at.as_deref().map(parse_instant) {
         None => None,
         Some(Ok(t)) => Some(t),
@@ -287,7 +295,7 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
         to,
         body: body.into_owned(),
         category: raw.category.unwrap_or(Category::Transactional),
-        from: raw.from.map(|f| Box::from(&*f)),
+        from,
         send_at,
         expires_at,
         recipient_tz,
@@ -453,6 +461,11 @@ mod tests {
                 br#"{"id":"m14","to":"+14155552671","body":"hi","recipient":{"tz":"Mars/Olympus"}}"#,
                 RejectReason::InvalidField,
                 Some("m14"),
+            ),
+            (
+                br#"{"id":"m15","to":"+14155552671","body":"hi","from":"x; DROP"}"#,
+                RejectReason::InvalidField,
+                Some("m15"),
             ),
             (long_body.as_bytes(), RejectReason::BodyTooLong, Some("x")),
             (huge.as_bytes(), RejectReason::EntryTooLarge, Some("big")),

@@ -16,11 +16,14 @@ use crate::keys::{self, msg};
 use crate::telemetry;
 
 /// Move due messages from the delayed set back into their partition. Keys:
-/// delayed set. Args: now (ms), limit, message-hash prefix, queue prefix.
+/// delayed set, DLQ. Args: now (ms), limit, message-hash prefix, queue
+/// prefix, DLQ max len. Returns {due, lost}: a member whose record vanished
+/// is recorded in the DLQ (`record_lost`), never dropped silently.
 /// The message hash's `entry` is updated to the new stream entry so the
 /// claim recognises the re-queued entry as the same message, not a duplicate.
 pub const RELEASE_LUA: &str = r#"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local lost = 0
 for _, m in ipairs(due) do
   local k = ARGV[3] .. m
   local v = redis.call('HMGET', k, 'msg', 'part')
@@ -29,9 +32,14 @@ for _, m in ipairs(due) do
     local id = redis.call('XADD', ARGV[4] .. v[2] .. '}', '*', 'msg', v[1])
     redis.call('HSET', k, 'entry', id, 'state', 'queued')
     redis.call('HDEL', k, 'msg', 'part')
+  else
+    -- Its record expired or was deleted: what is left goes to the DLQ.
+    lost = lost + 1
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'reason', 'record_lost',
+      'detail', 'a deferred message whose record vanished before it was due', 'member', m)
   end
 end
-return #due
+return {#due, lost}
 "#;
 
 /// A message to be put back into partition `partition` at `due` (ms).
@@ -97,7 +105,12 @@ pub fn schedule(
 
 /// Move due messages back into the queue every `every`, until `shutdown`.
 /// Safe to run on every instance: the script is atomic.
-pub async fn run_mover(mut conn: Conn, every: Duration, shutdown: CancellationToken) {
+pub async fn run_mover(
+    mut conn: Conn,
+    every: Duration,
+    dlq_max_len: u64,
+    shutdown: CancellationToken,
+) {
     const LIMIT: usize = 1000;
     let script = redis::Script::new(RELEASE_LUA);
     let mut tick = tokio::time::interval(every);
@@ -108,16 +121,27 @@ pub async fn run_mover(mut conn: Conn, every: Duration, shutdown: CancellationTo
             _ = tick.tick() => {}
         }
         loop {
-            let res: redis::RedisResult<usize> = script
+            let res: redis::RedisResult<(usize, usize)> = script
                 .key(keys::DELAYED)
+                .key(keys::DLQ)
                 .arg(crate::clock::now_ms())
                 .arg(LIMIT)
                 .arg(keys::MSG_PREFIX)
                 .arg(keys::QUEUE_PREFIX)
+                .arg(dlq_max_len)
                 .invoke_async(&mut conn)
                 .await;
+            if let Ok((_, lost)) = res
+                && lost > 0
+            {
+                tracing::warn!(
+                    lost,
+                    "deferred messages whose record vanished; kept in the DLQ"
+                );
+                telemetry::vanished("record_lost", lost);
+            }
             match res {
-                Ok(n) if n >= LIMIT => continue,
+                Ok((n, _)) if n >= LIMIT => continue,
                 Ok(_) => break,
                 Err(e) => {
                     telemetry::redis_error("release_delayed");

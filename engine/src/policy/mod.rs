@@ -95,7 +95,7 @@ const DEFAULT_START_CONFIRM: &str =
     "You will receive texts from us again at this number. Reply STOP to stop.";
 
 impl TenantPolicy {
-    fn build(key: &str, s: TenantSection) -> Result<(TenantPolicy, Vec<u64>), ConfigError> {
+    fn build(key: &str, s: TenantSection) -> Result<(TenantPolicy, Vec<Box<str>>), ConfigError> {
         // Shipped defaults, docs/compliance.md: transactional and collections rely on
         // the prior express consent a tenant attests by sending; marketing
         // needs express written consent on file (47 CFR 64.1200(a)(2)).
@@ -141,9 +141,9 @@ impl TenantPolicy {
             .map_err(|e| key_err(format!("{key}.blocked_content"), e))?;
         let mut senders = Vec::with_capacity(s.senders.len());
         for n in &s.senders {
-            let digits = crate::model::parse_e164(n)
+            let sender = crate::model::parse_sender(n)
                 .map_err(|e| key_err(format!("{key}.senders"), format!("`{n}`: {e}")))?;
-            senders.push(digits);
+            senders.push(sender);
         }
         let text = |v: Option<String>, field: &str, default: &str| match v {
             Some(t) if t.trim().is_empty() => {
@@ -192,8 +192,11 @@ pub struct Policy {
     caps: Vec<Arc<CapRule>>,
     tenants: HashMap<String, TenantPolicy>,
     default_tenant: TenantPolicy,
-    /// Sending number → tenant, for inbound replies.
-    by_sender: HashMap<u64, String>,
+    /// Sender (as `model::parse_sender` spells it) → the tenant owning it:
+    /// who may send from it, and whose replies come back to it.
+    by_sender: HashMap<Box<str>, String>,
+    /// Tenants that declared senders.
+    declared: hashbrown::HashSet<String>,
     /// Deferred messages are spread over this long after a window opens.
     pub release_spread_ms: i64,
 }
@@ -278,6 +281,7 @@ impl Policy {
         }
         let (default_tenant, _) = TenantPolicy::build("tenants.default", TenantSection::default())?;
         let mut by_sender = HashMap::new();
+        let mut declared = hashbrown::HashSet::new();
         let mut compiled = HashMap::with_capacity(tenants.len());
         for (name, section) in tenants {
             let key = format!("tenants.{name}");
@@ -285,13 +289,17 @@ impl Policy {
                 return Err(key_err(key, "not a valid tenant name"));
             }
             let (tp, senders) = TenantPolicy::build(&key, section)?;
+            if !senders.is_empty() {
+                declared.insert(name.clone());
+            }
             for n in senders {
-                if let Some(other) = by_sender.insert(n, name.clone()) {
+                if let Some(other) = by_sender.get(&n) {
                     return Err(key_err(
                         format!("{key}.senders"),
-                        format!("+{n} is already a sender of tenant `{other}`"),
+                        format!("{n} is already a sender of tenant `{other}`"),
                     ));
                 }
+                by_sender.insert(n, name.clone());
             }
             compiled.insert(name, tp);
         }
@@ -301,6 +309,7 @@ impl Policy {
             tenants: compiled,
             default_tenant,
             by_sender,
+            declared,
             release_spread_ms: (c.release_spread_secs * 1000) as i64,
         })
     }
@@ -319,9 +328,17 @@ impl Policy {
         self.tenants.get(tenant).unwrap_or(&self.default_tenant)
     }
 
-    /// The tenant a sending number belongs to (inbound replies).
-    pub fn tenant_of_sender(&self, sender: u64) -> Option<&str> {
-        self.by_sender.get(&sender).map(String::as_str)
+    /// The tenant owning a sender (as `model::parse_sender` spells it):
+    /// replies to it belong to that tenant.
+    pub fn tenant_of_sender(&self, sender: &str) -> Option<&str> {
+        self.by_sender.get(sender).map(String::as_str)
+    }
+
+    /// Whether `tenant` declared its senders (`tenants.<name>.senders`):
+    /// then it may send from those only.
+    #[inline]
+    pub fn declares_senders(&self, tenant: &str) -> bool {
+        !self.declared.is_empty() && self.declared.contains(tenant)
     }
 
     /// Decide consent and quiet hours for one message at `input.at`. Pure:

@@ -106,7 +106,9 @@ impl Providers {
                     ProviderKind::Http(s) => s.from.clone(),
                     ProviderKind::Sandbox(_) => None,
                 }
-                .map(Arc::from),
+                // As ingest spells senders, so `from` and a tenant's senders
+                // compare with it.
+                .map(|s| crate::model::parse_sender(&s).map_or_else(|_| Arc::from(s), Arc::from)),
                 name,
                 provider,
                 limit: p.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
@@ -118,6 +120,14 @@ impl Providers {
             routes: routes.tenants.clone().into_iter().collect(),
             failover_after,
         })
+    }
+
+    /// Whether `sender` is some provider's default sender: the senders a
+    /// tenant that declared none may name in `from`.
+    pub fn is_default_sender(&self, sender: &str) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.default_sender.as_deref() == Some(sender))
     }
 
     /// The slot of the provider named `name` (a pin read from Redis).

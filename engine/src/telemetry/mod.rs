@@ -125,6 +125,10 @@ fn describe() {
         "Supervised tasks (shards, outcome writers) that died and were started again"
     );
     describe_counter!(
+        names::INBOUND_UNOWNED,
+        "Replies to a number no tenant owns, applied to every tenant that texted the person"
+    );
+    describe_counter!(
         names::CLAIMS_RENEWED,
         "Queue entries in flight whose claim was renewed, so no other instance takes them over"
     );
@@ -242,4 +246,11 @@ pub fn vanished(what: &'static str, n: usize) {
 /// A supervised task died and was started again.
 pub fn task_restart(task: &'static str) {
     counter!(names::TASK_RESTARTS, "task" => task).increment(1);
+}
+
+/// A reply to a number no tenant owns, applied to `tenants` tenants (0:
+/// none texted the person; applied to `default`).
+pub fn inbound_unowned(tenants: usize) {
+    let to = if tenants == 0 { "default" } else { "texted" };
+    counter!(names::INBOUND_UNOWNED, "to" => to).increment(1);
 }

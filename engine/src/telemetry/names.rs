@@ -25,3 +25,4 @@ pub const VANISHED: &str = "herald_vanished_total";
 pub const REDIS_VOLATILE: &str = "herald_redis_volatile";
 pub const LEDGER_SUSPECT: &str = "herald_consent_ledger_suspect";
 pub const TASK_RESTARTS: &str = "herald_task_restarts_total";
+pub const INBOUND_UNOWNED: &str = "herald_inbound_unowned_total";
