@@ -392,6 +392,16 @@ mod tests {
             ),
             ("[http]\nlisten = \"nowhere\"", vec![], "`http.listen`"),
             (
+                "[http]\nbody_timeout_ms = 0",
+                vec![],
+                "`http.body_timeout_ms`: must be greater than 0",
+            ),
+            (
+                "[http]\nmax_webhook_bytes = 0",
+                vec![],
+                "`http.max_webhook_bytes`: must be greater than 0",
+            ),
+            (
                 "",
                 vec![],
                 "`routes.default`: must list at least one provider",

@@ -1,11 +1,13 @@
-//! `[http]`: the HTTP listener, the URL providers call back, tenant API keys.
+//! `[http]`: the HTTP listener, the URL providers call back, tenant API keys,
+//! and the limits on request bodies.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::check::{ConfigError, key_err, listen_addr};
+use crate::check::{ConfigError, key_err, listen_addr, ms, positive};
 
 /// `[http]`, as written.
 #[derive(Debug, Deserialize)]
@@ -15,6 +17,8 @@ pub struct HttpSection {
     pub public_url: Option<String>,
     pub api_keys: BTreeMap<String, String>,
     pub max_request_bytes: usize,
+    pub max_webhook_bytes: usize,
+    pub body_timeout_ms: u64,
 }
 
 impl Default for HttpSection {
@@ -24,6 +28,8 @@ impl Default for HttpSection {
             public_url: None,
             api_keys: BTreeMap::new(),
             max_request_bytes: 4 * 1024 * 1024,
+            max_webhook_bytes: 64 * 1024,
+            body_timeout_ms: 30_000,
         }
     }
 }
@@ -36,6 +42,10 @@ pub struct HttpConfig {
     /// tenant → bearer API key for `POST /v1/messages`.
     pub api_keys: BTreeMap<String, String>,
     pub max_request_bytes: usize,
+    /// Largest body of a Twilio webhook.
+    pub max_webhook_bytes: usize,
+    /// To read a whole request body, from when its handler starts reading.
+    pub body_timeout: Duration,
 }
 
 impl HttpSection {
@@ -58,11 +68,15 @@ impl HttpSection {
                 ));
             }
         }
+        positive("http.max_webhook_bytes", self.max_webhook_bytes as u64)?;
+        positive("http.body_timeout_ms", self.body_timeout_ms)?;
         Ok(HttpConfig {
             listen,
             public_url,
             api_keys: self.api_keys,
             max_request_bytes: self.max_request_bytes,
+            max_webhook_bytes: self.max_webhook_bytes,
+            body_timeout: ms(self.body_timeout_ms),
         })
     }
 }

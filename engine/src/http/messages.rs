@@ -21,7 +21,8 @@ pub(super) async fn post_messages(state: &HttpState, req: Request<Incoming>) -> 
             "a tenant API key is required (Authorization: Bearer <key>, http.api_keys)",
         );
     };
-    let body = match read_body(state, req).await {
+    let limit = state.cfg.max_request_bytes;
+    let body = match read_body(state, req, limit, "http.max_request_bytes").await {
         Ok(b) => b,
         Err(resp) => return resp,
     };

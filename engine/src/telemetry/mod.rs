@@ -112,6 +112,10 @@ fn describe() {
         names::REDIS_UP,
         "1 when Redis answered the last health ping"
     );
+    describe_counter!(
+        names::HTTP_TIMEOUTS,
+        "HTTP connections or requests ended by a timeout, by kind (body)"
+    );
 }
 
 /// A message reached a status (sent, rejected, …).
@@ -206,4 +210,9 @@ pub fn receipt(result: &'static str) {
 
 pub fn throttled(lane: &'static str) {
     counter!(names::THROTTLED, "lane" => lane).increment(1);
+}
+
+/// An HTTP timeout: `body`.
+pub fn http_timeout(kind: &'static str) {
+    counter!(names::HTTP_TIMEOUTS, "kind" => kind).increment(1);
 }

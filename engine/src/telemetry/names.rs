@@ -20,3 +20,4 @@ pub const CIRCUIT_STATE: &str = "herald_circuit_state";
 pub const FAILOVERS: &str = "herald_failovers_total";
 pub const RECEIPTS: &str = "herald_receipts_total";
 pub const THROTTLED: &str = "herald_throttled_total";
+pub const HTTP_TIMEOUTS: &str = "herald_http_timeouts_total";

@@ -1,0 +1,305 @@
+//! Hostile or careless HTTP clients (docs/faults.md#hostile-or-careless-clients):
+//! slow or silent connections, too many of them, bodies that are too big,
+//! too slow or unauthorised. Raw sockets against Herald in-process and a
+//! real redis-server, so each test controls every byte and its timing.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const KEY: &str = "acme-key-0123456789abcdef";
+const ADMIN: &str = "admin-token-0123456789";
+
+/// "At once": far less than any timeout configured below, far more than a
+/// loaded machine needs to answer.
+const AT_ONCE: Duration = Duration::from_secs(2);
+
+/// Redis, the mock provider, Herald and Herald's HTTP port.
+type Running = (
+    RedisServer,
+    herald_loadtest::mock::MockProvider,
+    Herald,
+    u16,
+);
+
+/// Herald with `extra_http` keys in `[http]` and an admin token.
+async fn start(extra_http: &str) -> Running {
+    start_with(extra_http, false).await
+}
+
+async fn start_with(extra_http: &str, metrics: bool) -> Running {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let port = free_port();
+    let mut text = config_text(&redis, &mock.base_url(), port, FAST_DISPATCH);
+    // The harness writes `[http]` with `listen` first: the keys under test
+    // go right after it, before `[http.api_keys]`.
+    text = text.replace(
+        &format!("listen = \"127.0.0.1:{port}\"\n"),
+        &format!("listen = \"127.0.0.1:{port}\"\n{extra_http}\n"),
+    );
+    text = text.replace("[control]\n", &format!("[control]\ntoken = \"{ADMIN}\"\n"));
+    let herald = if metrics {
+        Herald::start_with_metrics(&text).await
+    } else {
+        Herald::start(&text).await
+    };
+    (redis, mock, herald, port)
+}
+
+async fn connect(port: u16) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to herald")
+}
+
+/// One HTTP/1.1 response: status and body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Read one response within `within`; `None` when none came (or the
+/// connection closed first).
+async fn answer(s: &mut TcpStream, within: Duration) -> Option<Answer> {
+    let read = async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+        let status = head.get(9..12)?.parse().ok()?;
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = buf[head_end + 4..].to_vec();
+        while body.len() < len {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
+        }
+        Some(Answer {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    };
+    tokio::time::timeout(within, read).await.ok().flatten()
+}
+
+async fn queued(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let mut total = 0;
+    for p in 0..4 {
+        let n: u64 = redis::cmd("XLEN")
+            .arg(format!("herald:q:{{{p}}}"))
+            .query_async(conn)
+            .await
+            .expect("XLEN");
+        total += n;
+    }
+    total
+}
+
+/// A webhook without `X-Twilio-Signature` announcing a 4 MB body and
+/// sending none of it gets 403 at once; a bad signature is still refused
+/// (after its body is read, which the check needs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_webhook_is_refused_before_its_body() {
+    let (_redis, _mock, herald, port) = start("").await;
+    for path in ["/v1/webhooks/twilio/inbound", "/v1/webhooks/twilio/status"] {
+        let mut s = connect(port).await;
+        s.write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: 4000000\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("headers");
+        let a = answer(&mut s, AT_ONCE)
+            .await
+            .unwrap_or_else(|| panic!("{path}: no answer before the body"));
+        assert_eq!(a.status, 403, "{path}: {a:?}");
+        assert_eq!(a.json()["error"], "bad_signature", "{path}: {a:?}");
+
+        let body = "From=%2B14155550100&To=%2B15005550006&Body=STOP&MessageSid=SM1";
+        let (status, answer) = http_call(
+            port,
+            "POST",
+            path,
+            &[("X-Twilio-Signature", "bm90IGEgc2lnbmF0dXJlIGF0IGFsbA==")],
+            "application/x-www-form-urlencoded",
+            body,
+        )
+        .await;
+        assert_eq!(status, 403, "{path}: {answer}");
+        assert!(answer.contains("bad_signature"), "{answer}");
+    }
+    herald.stop().await.expect("clean stop");
+}
+
+/// A webhook whose `Content-Length` is over `http.max_webhook_bytes` gets
+/// 413 at once; a chunked body is cut off at the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_over_the_size_limit_is_refused_at_once() {
+    let (_redis, _mock, herald, port) = start("").await;
+    let limit = 64 * 1024; // the default
+    let head = |framing: &str| {
+        format!(
+            "POST /v1/webhooks/twilio/inbound HTTP/1.1\r\nHost: x\r\n\
+             X-Twilio-Signature: bm90IGEgc2lnbmF0dXJlIGF0IGFsbA==\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n{framing}\r\n\r\n"
+        )
+    };
+
+    let mut s = connect(port).await;
+    s.write_all(head(&format!("Content-Length: {}", limit + 1)).as_bytes())
+        .await
+        .expect("headers");
+    let a = answer(&mut s, AT_ONCE)
+        .await
+        .expect("413 before the body is sent");
+    assert_eq!(a.status, 413, "{a:?}");
+    assert_eq!(a.json()["error"], "payload_too_large", "{a:?}");
+    assert!(
+        a.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("http.max_webhook_bytes")),
+        "{a:?}"
+    );
+
+    // Chunked: one byte over the limit, and the body never ends.
+    let mut s = connect(port).await;
+    s.write_all(head("Transfer-Encoding: chunked").as_bytes())
+        .await
+        .expect("headers");
+    s.write_all(format!("{:x}\r\n", limit + 1).as_bytes())
+        .await
+        .expect("chunk size");
+    s.write_all(&vec![b'a'; limit + 1]).await.expect("chunk");
+    let a = answer(&mut s, AT_ONCE)
+        .await
+        .expect("413 once the limit is passed");
+    assert_eq!(a.status, 413, "{a:?}");
+    assert_eq!(a.json()["error"], "payload_too_large", "{a:?}");
+    herald.stop().await.expect("clean stop");
+}
+
+/// `POST /v1/policy/evaluate` with a token that is neither a tenant's API
+/// key nor the admin token gets 401 without its body being read; a valid
+/// key is still checked against the tenant the body names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_evaluate_refuses_a_bad_token_before_reading_the_body() {
+    let (_redis, _mock, herald, port) = start("").await;
+    let body = json!({"tenant": "acme", "to": number(1)}).to_string();
+    for auth in ["", "Authorization: Bearer wrong-token-0123456789\r\n"] {
+        let mut s = connect(port).await;
+        s.write_all(
+            format!(
+                "POST /v1/policy/evaluate HTTP/1.1\r\nHost: x\r\n{auth}\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("headers");
+        let a = answer(&mut s, AT_ONCE)
+            .await
+            .unwrap_or_else(|| panic!("{auth:?}: no answer before the body"));
+        assert_eq!(a.status, 401, "{auth:?}: {a:?}");
+        assert_eq!(a.json()["error"], "unauthorized", "{a:?}");
+    }
+    // The tenant's key and the admin token pass; the key of another tenant
+    // than the body names does not.
+    for (token, tenant, want) in [
+        (KEY, "acme", 200),
+        (ADMIN, "acme", 200),
+        (KEY, "globex", 401),
+    ] {
+        let body = json!({"tenant": tenant, "to": number(1)}).to_string();
+        let auth = format!("Bearer {token}");
+        let (status, answer) = http_call(
+            port,
+            "POST",
+            "/v1/policy/evaluate",
+            &[("Authorization", &auth)],
+            "application/json",
+            &body,
+        )
+        .await;
+        assert_eq!(status, want, "{token} for {tenant}: {answer}");
+    }
+    herald.stop().await.expect("clean stop");
+}
+
+/// A request whose headers arrive but whose body comes too slowly gets 408
+/// within `http.body_timeout_ms`, and the connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_too_slowly_gets_408() {
+    let body_timeout = Duration::from_millis(1_000);
+    let (redis, _mock, herald, port) = start("body_timeout_ms = 1000").await;
+    let mut conn = redis.conn().await;
+    let body = json!({"id": "slow", "to": number(1), "body": "hi"}).to_string();
+    let mut s = connect(port).await;
+    s.write_all(
+        format!(
+            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("headers");
+    let t0 = Instant::now();
+    // One byte every 300 ms: the whole body would take seconds.
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        for b in body.bytes() {
+            if wr.write_all(&[b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(body_timeout + AT_ONCE, rd.read_to_end(&mut out)).await;
+    let took = t0.elapsed();
+    assert!(read.is_ok(), "no answer and no close within {took:?}");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"error\":\"body_timeout\""), "{text}");
+    assert!(text.to_lowercase().contains("connection: close"), "{text}");
+    assert!(
+        took >= body_timeout.mul_f64(0.8),
+        "408 after {took:?}, before the body timeout"
+    );
+    writer.abort();
+    assert_eq!(queued(&mut conn).await, 0);
+    herald.stop().await.expect("clean stop");
+}
