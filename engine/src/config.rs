@@ -402,6 +402,12 @@ mod tests {
                 "`http.max_webhook_bytes`: must be greater than 0",
             ),
             (
+                "[http]\nmax_items = 0",
+                vec![],
+                "`http.max_items`: must be between 1 and 100000",
+            ),
+            ("[http]\nmax_items = \"many\"", vec![], "`http.max_items`"),
+            (
                 "",
                 vec![],
                 "`routes.default`: must list at least one provider",

@@ -257,6 +257,87 @@ async fn policy_evaluate_refuses_a_bad_token_before_reading_the_body() {
     herald.stop().await.expect("clean stop");
 }
 
+/// `POST /v1/messages` with more than `http.max_items` items is refused
+/// with the limit and nothing is queued; a body announced over
+/// `http.max_request_bytes` is refused before it is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_the_limits_are_refused_and_nothing_is_queued() {
+    let (redis, mock, herald, port) = start("max_items = 5").await;
+    let mut conn = redis.conn().await;
+    let batch = |n: usize| {
+        Value::Array(
+            (0..n)
+                .map(|i| json!({"id": format!("m{n}-{i}"), "to": number(i), "body": "hi"}))
+                .collect(),
+        )
+        .to_string()
+    };
+    let auth = format!("Bearer {KEY}");
+    let headers = [("Authorization", auth.as_str())];
+
+    let (status, body) = http_call(
+        port,
+        "POST",
+        "/v1/messages",
+        &headers,
+        "application/json",
+        &batch(6),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("JSON error");
+    assert_eq!(v["error"], "too_many_items", "{v}");
+    assert_eq!(v["max_items"], 5, "{v}");
+    assert!(
+        v["message"].as_str().is_some_and(|m| m.contains('5')),
+        "{v}"
+    );
+    assert_eq!(
+        queued(&mut conn).await,
+        0,
+        "a refused batch queued something"
+    );
+
+    // At the limit: queued, and each message sent once.
+    let (status, body) = http_call(
+        port,
+        "POST",
+        "/v1/messages",
+        &headers,
+        "application/json",
+        &batch(5),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    wait_events(&mut conn, "5 sent", Duration::from_secs(10), |ev| {
+        count_status(ev, "sent") == 5
+    })
+    .await;
+    let ev = events(&mut conn).await;
+    assert!(
+        ev.iter().all(|e| e["id"].starts_with("m5-")),
+        "only the batch at the limit was queued: {ev:?}"
+    );
+    assert_eq!(mock.recorded().len(), 5);
+
+    // Over http.max_request_bytes (4 MiB by default), announced: 413 at once.
+    let mut s = connect(port).await;
+    s.write_all(
+        format!(
+            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            4 * 1024 * 1024 + 1
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("headers");
+    let a = answer(&mut s, AT_ONCE).await.expect("413 before the body");
+    assert_eq!(a.status, 413, "{a:?}");
+    assert_eq!(a.json()["error"], "payload_too_large", "{a:?}");
+    herald.stop().await.expect("clean stop");
+}
+
 /// A request whose headers arrive but whose body comes too slowly gets 408
 /// within `http.body_timeout_ms`, and the connection is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

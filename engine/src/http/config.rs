@@ -18,6 +18,7 @@ pub struct HttpSection {
     pub api_keys: BTreeMap<String, String>,
     pub max_request_bytes: usize,
     pub max_webhook_bytes: usize,
+    pub max_items: usize,
     pub body_timeout_ms: u64,
 }
 
@@ -29,6 +30,7 @@ impl Default for HttpSection {
             api_keys: BTreeMap::new(),
             max_request_bytes: 4 * 1024 * 1024,
             max_webhook_bytes: 64 * 1024,
+            max_items: 1_000,
             body_timeout_ms: 30_000,
         }
     }
@@ -44,6 +46,8 @@ pub struct HttpConfig {
     pub max_request_bytes: usize,
     /// Largest body of a Twilio webhook.
     pub max_webhook_bytes: usize,
+    /// Most messages in one `POST /v1/messages`.
+    pub max_items: usize,
     /// To read a whole request body, from when its handler starts reading.
     pub body_timeout: Duration,
 }
@@ -69,6 +73,9 @@ impl HttpSection {
             }
         }
         positive("http.max_webhook_bytes", self.max_webhook_bytes as u64)?;
+        if self.max_items == 0 || self.max_items > 100_000 {
+            return Err(key_err("http.max_items", "must be between 1 and 100000"));
+        }
         positive("http.body_timeout_ms", self.body_timeout_ms)?;
         Ok(HttpConfig {
             listen,
@@ -76,6 +83,7 @@ impl HttpSection {
             api_keys: self.api_keys,
             max_request_bytes: self.max_request_bytes,
             max_webhook_bytes: self.max_webhook_bytes,
+            max_items: self.max_items,
             body_timeout: ms(self.body_timeout_ms),
         })
     }

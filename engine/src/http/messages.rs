@@ -46,6 +46,16 @@ pub(super) async fn post_messages(state: &HttpState, req: Request<Incoming>) -> 
     if items.is_empty() {
         return error(StatusCode::BAD_REQUEST, "empty", "no messages given");
     }
+    if items.len() > state.cfg.max_items {
+        let max = state.cfg.max_items;
+        return json_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &json!({"error": "too_many_items",
+                "message": format!("at most {max} messages per request (http.max_items); \
+                    this one has {}; nothing was queued", items.len()),
+                "max_items": max}),
+        );
+    }
     // Validate everything first with the dispatch path's own decoder: a
     // request is queued whole or not at all, so a caller never has to work
     // out which half of a batch went in.
