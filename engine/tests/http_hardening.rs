@@ -5,11 +5,13 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const KEY: &str = "acme-key-0123456789abcdef";
@@ -109,6 +111,21 @@ async fn answer(s: &mut TcpStream, within: Duration) -> Option<Answer> {
     tokio::time::timeout(within, read).await.ok().flatten()
 }
 
+/// Wait until Herald closes the connection (EOF or reset), discarding
+/// anything it sends; when that happened, or `None` after `within`.
+async fn closed<R: AsyncRead + Unpin>(s: &mut R, within: Duration) -> Option<Instant> {
+    let wait = async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return Instant::now(),
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, wait).await.ok()
+}
+
 async fn queued(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
     let mut total = 0;
     for p in 0..4 {
@@ -120,6 +137,267 @@ async fn queued(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
         total += n;
     }
     total
+}
+
+/// A metric's value in Prometheus text (the sum over its label sets).
+fn metric(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter(|l| l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn metrics_text(port: u16) -> String {
+    let (status, body) = tokio::time::timeout(
+        AT_ONCE,
+        http_call(port, "GET", "/metrics", &[], "text/plain", ""),
+    )
+    .await
+    .expect("/metrics answered");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// 5,000 connections each sending half a request header and then nothing
+/// (slowloris): a real client is still served within 2 s while they are
+/// all open, and Herald closes every one of them itself, within 45 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_connections_do_not_stop_a_real_client_and_are_closed() {
+    const N: usize = 5_000;
+    // Short, so the test ends well within the 45 s it allows; long enough
+    // that opening 5,000 connections on a loaded machine ends before the
+    // first of them is due.
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    // Herald's sockets and the test's are in this one process.
+    rlimit::increase_nofile_limit(u64::MAX).expect("raise the open-file limit");
+    let (_redis, _mock, herald, port) = start_with("header_timeout_ms = 10000", true).await;
+
+    let started = Instant::now();
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut readers = tokio::task::JoinSet::new();
+    let connecting = Arc::new(tokio::sync::Semaphore::new(200));
+    let mut connects = tokio::task::JoinSet::new();
+    for _ in 0..N {
+        let connecting = Arc::clone(&connecting);
+        connects.spawn(async move {
+            let _p = connecting.acquire_owned().await.expect("semaphore");
+            let mut s = connect(port).await;
+            let t0 = Instant::now();
+            s.write_all(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .expect("half a header");
+            (s, t0)
+        });
+    }
+    while let Some(r) = connects.join_next().await {
+        let (mut s, t0) = r.expect("connect task");
+        let open = Arc::clone(&open);
+        open.fetch_add(1, Ordering::SeqCst);
+        readers.spawn(async move {
+            let mut chunk = [0u8; 256];
+            let wait = async {
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            };
+            let r =
+                tokio::time::timeout(Duration::from_secs(45).saturating_sub(t0.elapsed()), wait)
+                    .await
+                    .map(|()| t0.elapsed());
+            open.fetch_sub(1, Ordering::SeqCst);
+            r
+        });
+    }
+    let opened_in = started.elapsed();
+
+    // A real client, while they are open.
+    let t = Instant::now();
+    let healthz = tokio::time::timeout(
+        Duration::from_secs(2),
+        http_call(port, "GET", "/healthz", &[], "text/plain", ""),
+    )
+    .await;
+    let healthz_in = t.elapsed();
+    assert_eq!(
+        healthz.ok(),
+        Some((200, "ok\n".to_string())),
+        "GET /healthz not answered within 2 s beside {N} slowloris connections"
+    );
+    // They were all open at Herald while it answered: every one still open
+    // here, and accepted (its gauge counts this /metrics request too).
+    let still_open = open.load(Ordering::SeqCst);
+    let gauge = metric(&metrics_text(port).await, "herald_http_connections", "");
+    assert_eq!(
+        still_open, N,
+        "connections closed before the client was measured (opening took {opened_in:?})"
+    );
+    assert!(
+        gauge >= N as f64,
+        "herald counts {gauge} open connections, expected at least {N}"
+    );
+
+    // Herald closes each of them itself.
+    let mut slowest = Duration::ZERO;
+    let mut left_open = 0;
+    while let Some(r) = readers.join_next().await {
+        match r.expect("reader task") {
+            Ok(d) => slowest = slowest.max(d),
+            Err(_) => left_open += 1,
+        }
+    }
+    assert_eq!(
+        left_open, 0,
+        "{left_open} connections still open after 45 s"
+    );
+    assert!(
+        slowest >= HEADER_TIMEOUT.mul_f64(0.8),
+        "closed before the header timeout: {slowest:?}"
+    );
+    let text = metrics_text(port).await;
+    assert!(
+        metric(&text, "herald_http_timeouts_total", "kind=\"header\"") >= N as f64,
+        "{text}"
+    );
+    eprintln!(
+        "opened {N} in {opened_in:?}; /healthz in {healthz_in:?}; all closed, slowest after {slowest:?}"
+    );
+    herald.stop().await.expect("clean stop");
+}
+
+/// A connection that sends nothing is closed after the header timeout; a
+/// keep-alive connection left idle after a request, after the idle
+/// timeout; one that starts a second request and trickles it, after the
+/// header timeout from its first byte; an idle HTTP/2 connection, after
+/// the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_idle_connections_are_closed() {
+    // Far apart, so which of the two closed a connection is plain.
+    let header = Duration::from_millis(4_000);
+    let idle = Duration::from_millis(1_000);
+    let idle_not_header = |d: Duration| d >= idle.mul_f64(0.8) && d < header.mul_f64(0.6);
+    let (_redis, _mock, herald, port) =
+        start("header_timeout_ms = 4000\nidle_timeout_ms = 1000").await;
+    let bound = Duration::from_secs(10);
+
+    // Silent: no byte at all (the protocol is never even known).
+    let mut silent = connect(port).await;
+    let silent_from = Instant::now();
+    // Idle keep-alive: one request answered, then nothing.
+    let mut idle_conn = connect(port).await;
+    idle_conn
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let a = answer(&mut idle_conn, AT_ONCE).await.expect("healthz");
+    assert_eq!(a.status, 200, "{a:?}");
+    let idle_from = Instant::now();
+    // A second request trickled one byte every 500 ms: bytes keep coming,
+    // so only the header timeout, from its first byte, ends it.
+    let mut trickle = connect(port).await;
+    trickle
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let a = answer(&mut trickle, AT_ONCE).await.expect("healthz");
+    assert_eq!(a.status, 200, "{a:?}");
+    let (mut trickle_rd, mut trickle_wr) = trickle.into_split();
+    let trickle_from = Instant::now();
+    let trickling = tokio::spawn(async move {
+        for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+            .iter()
+            .cycle()
+        {
+            if trickle_wr.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let (s, i, t) = tokio::join!(
+        closed(&mut silent, bound),
+        closed(&mut idle_conn, bound),
+        closed(&mut trickle_rd, bound)
+    );
+    trickling.abort();
+    let s = s.expect("a silent connection is closed") - silent_from;
+    let i = i.expect("an idle keep-alive connection is closed") - idle_from;
+    let t = t.expect("a trickled second request is cut off") - trickle_from;
+    assert!(s >= header.mul_f64(0.8), "silent closed after {s:?}");
+    assert!(
+        idle_not_header(i),
+        "idle keep-alive closed after {i:?}: expected the idle timeout, not the header timeout"
+    );
+    assert!(
+        t >= header.mul_f64(0.8),
+        "a trickled second request was cut after {t:?}, before the header timeout"
+    );
+
+    // HTTP/2 (prior knowledge): a request, then an idle connection.
+    let io = hyper_util::rt::TokioIo::new(connect(port).await);
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .expect("h2 handshake");
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+        Instant::now()
+    });
+    let req = http::Request::get(format!("http://127.0.0.1:{port}/healthz"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let resp = send.send_request(req).await.expect("h2 healthz");
+    assert_eq!(resp.status(), 200);
+    let answered = Instant::now();
+    let ended = tokio::time::timeout(bound, driver)
+        .await
+        .expect("an idle HTTP/2 connection is closed")
+        .expect("driver task");
+    let h2 = ended - answered;
+    assert!(idle_not_header(h2), "idle HTTP/2 closed after {h2:?}");
+    eprintln!("closed: silent {s:?}, idle {i:?}, trickled {t:?}, idle h2 {h2:?}");
+    herald.stop().await.expect("clean stop");
+}
+
+/// At `http.max_connections` a new connection is accepted and closed at
+/// once, and counted; once a slot frees, clients are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_closed_at_once_and_counted() {
+    let (_redis, _mock, herald, port) = start_with("max_connections = 20", true).await;
+    let before = metric(
+        &metrics_text(port).await,
+        "herald_http_connections_refused_total",
+        "",
+    );
+    // That request's connection gives its slot back once closed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(connect(port).await);
+    }
+    // Accepted before the next one is tried: each holds its slot.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut over = connect(port).await;
+    closed(&mut over, AT_ONCE)
+        .await
+        .expect("a connection over the cap is closed at once");
+    // Free one slot: a client is served.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = metrics_text(port).await;
+    assert!(
+        metric(&text, "herald_http_connections_refused_total", "") >= before + 1.0,
+        "{text}"
+    );
+    drop(held);
+    herald.stop().await.expect("clean stop");
 }
 
 /// A webhook without `X-Twilio-Signature` announcing a 4 MB body and

@@ -1,5 +1,6 @@
 //! `[http]`: the HTTP listener, the URL providers call back, tenant API keys,
-//! and the limits on request bodies.
+//! and the limits that keep a careless or hostile client from holding the
+//! listener (docs/contracts.md#connections-and-limits).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,7 +20,10 @@ pub struct HttpSection {
     pub max_request_bytes: usize,
     pub max_webhook_bytes: usize,
     pub max_items: usize,
+    pub max_connections: usize,
+    pub header_timeout_ms: u64,
     pub body_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for HttpSection {
@@ -31,7 +35,10 @@ impl Default for HttpSection {
             max_request_bytes: 4 * 1024 * 1024,
             max_webhook_bytes: 64 * 1024,
             max_items: 1_000,
+            max_connections: 10_000,
+            header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
+            idle_timeout_ms: 75_000,
         }
     }
 }
@@ -48,8 +55,15 @@ pub struct HttpConfig {
     pub max_webhook_bytes: usize,
     /// Most messages in one `POST /v1/messages`.
     pub max_items: usize,
+    /// Open connections at most; one more is accepted and closed at once.
+    pub max_connections: usize,
+    /// From accept (or from the first byte of a later request on a
+    /// keep-alive connection) to the end of the request's headers.
+    pub header_timeout: Duration,
     /// To read a whole request body, from when its handler starts reading.
     pub body_timeout: Duration,
+    /// A connection with no request in flight and no byte of a new one.
+    pub idle_timeout: Duration,
 }
 
 impl HttpSection {
@@ -76,7 +90,15 @@ impl HttpSection {
         if self.max_items == 0 || self.max_items > 100_000 {
             return Err(key_err("http.max_items", "must be between 1 and 100000"));
         }
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            return Err(key_err(
+                "http.max_connections",
+                "must be between 1 and 1000000",
+            ));
+        }
+        positive("http.header_timeout_ms", self.header_timeout_ms)?;
         positive("http.body_timeout_ms", self.body_timeout_ms)?;
+        positive("http.idle_timeout_ms", self.idle_timeout_ms)?;
         Ok(HttpConfig {
             listen,
             public_url,
@@ -84,7 +106,10 @@ impl HttpSection {
             max_request_bytes: self.max_request_bytes,
             max_webhook_bytes: self.max_webhook_bytes,
             max_items: self.max_items,
+            max_connections: self.max_connections,
+            header_timeout: ms(self.header_timeout_ms),
             body_timeout: ms(self.body_timeout_ms),
+            idle_timeout: ms(self.idle_timeout_ms),
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Herald's HTTP listener (docs/contracts.md#http-and-grpc): metrics,
-//! health, and one file per surface. Every body is read through
-//! `read_body`, after the request is authorised, within a size and a time
-//! limit.
+//! health, and one file per surface. `listener` owns the connections: the
+//! cap on how many are open and the header and idle timeouts; every body is
+//! read through `read_body`, after the request is authorised, within a
+//! size and a time limit.
 //!
 //! - `GET /metrics` — Prometheus text, rendered from the global recorder.
 //! - `GET /healthz` — the process is up.
@@ -16,8 +17,6 @@
 //! - `POST /v1/webhooks/twilio/status` — delivery receipts.
 //! - `GET /v1/consent/{tenant}/{number}` — a number's consent and evidence.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,14 +25,13 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod config;
 mod consent;
+mod listener;
 mod messages;
 mod policy;
 mod twilio;
@@ -67,32 +65,7 @@ pub struct HttpState {
 
 pub type Body = Full<Bytes>;
 
-/// Accept connections until shutdown.
-pub async fn serve(listener: TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
-    loop {
-        let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
+pub use self::listener::serve;
 
 async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();

@@ -20,4 +20,6 @@ pub const CIRCUIT_STATE: &str = "herald_circuit_state";
 pub const FAILOVERS: &str = "herald_failovers_total";
 pub const RECEIPTS: &str = "herald_receipts_total";
 pub const THROTTLED: &str = "herald_throttled_total";
+pub const HTTP_CONNECTIONS: &str = "herald_http_connections";
+pub const HTTP_REFUSED: &str = "herald_http_connections_refused_total";
 pub const HTTP_TIMEOUTS: &str = "herald_http_timeouts_total";
