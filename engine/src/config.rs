@@ -404,6 +404,37 @@ mod tests {
             ),
             ("[http]\nlisten = \"nowhere\"", vec![], "`http.listen`"),
             (
+                "[http]\nheader_timeout_ms = 0",
+                vec![],
+                "`http.header_timeout_ms`: must be greater than 0",
+            ),
+            (
+                "[http]\nbody_timeout_ms = 0",
+                vec![],
+                "`http.body_timeout_ms`: must be greater than 0",
+            ),
+            (
+                "[http]\nidle_timeout_ms = 0",
+                vec![],
+                "`http.idle_timeout_ms`: must be greater than 0",
+            ),
+            (
+                "[http]\nmax_connections = 0",
+                vec![],
+                "`http.max_connections`: must be between 1 and 1000000",
+            ),
+            (
+                "[http]\nmax_webhook_bytes = 0",
+                vec![],
+                "`http.max_webhook_bytes`: must be greater than 0",
+            ),
+            (
+                "[http]\nmax_items = 0",
+                vec![],
+                "`http.max_items`: must be between 1 and 100000",
+            ),
+            ("[http]\nmax_items = \"many\"", vec![], "`http.max_items`"),
+            (
                 "",
                 vec![],
                 "`routes.default`: must list at least one provider",

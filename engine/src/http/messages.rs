@@ -21,7 +21,8 @@ pub(super) async fn post_messages(state: &HttpState, req: Request<Incoming>) -> 
             "a tenant API key is required (Authorization: Bearer <key>, http.api_keys)",
         );
     };
-    let body = match read_body(state, req).await {
+    let limit = state.cfg.max_request_bytes;
+    let body = match read_body(state, req, limit, "http.max_request_bytes").await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -44,6 +45,16 @@ pub(super) async fn post_messages(state: &HttpState, req: Request<Incoming>) -> 
     };
     if items.is_empty() {
         return error(StatusCode::BAD_REQUEST, "empty", "no messages given");
+    }
+    if items.len() > state.cfg.max_items {
+        let max = state.cfg.max_items;
+        return json_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &json!({"error": "too_many_items",
+                "message": format!("at most {max} messages per request (http.max_items); \
+                    this one has {}; nothing was queued", items.len()),
+                "max_items": max}),
+        );
     }
     // Validate everything first with the dispatch path's own decoder: a
     // request is queued whole or not at all, so a caller never has to work

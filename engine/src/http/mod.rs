@@ -1,5 +1,8 @@
 //! Herald's HTTP listener (docs/contracts.md#http-and-grpc): metrics,
-//! health, and one file per surface.
+//! health, and one file per surface. `listener` owns the connections: the
+//! cap on how many are open and the header and idle timeouts; every body is
+//! read through `read_body`, after the request is authorised, within a
+//! size and a time limit.
 //!
 //! - `GET /metrics` — Prometheus text, rendered from the global recorder.
 //! - `GET /healthz` — the process is up.
@@ -16,22 +19,20 @@
 //! - `POST /v1/webhooks/twilio/status` — delivery receipts.
 //! - `GET /v1/consent/{tenant}/{number}` — a number's consent and evidence.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod config;
 mod consent;
+mod listener;
 mod messages;
 mod policy;
 mod twilio;
@@ -63,32 +64,7 @@ pub struct HttpState {
 
 pub type Body = Full<Bytes>;
 
-/// Accept connections until shutdown.
-pub async fn serve(listener: TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
-    loop {
-        let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
+pub use self::listener::serve;
 
 async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
@@ -210,9 +186,18 @@ fn authenticate<'a>(cfg: &'a HttpConfig, headers: &http::HeaderMap) -> Option<&'
 
 /// May the request act for `tenant`: its API key, or the admin token.
 fn authorized_for(state: &HttpState, headers: &http::HeaderMap, tenant: &str) -> bool {
-    if authenticate(&state.cfg, headers) == Some(tenant) {
-        return true;
-    }
+    authenticate(&state.cfg, headers) == Some(tenant) || is_admin(state, headers)
+}
+
+/// Does the request carry a tenant's API key or the admin token: checked
+/// before reading a body that names the tenant.
+fn authenticated(state: &HttpState, headers: &http::HeaderMap) -> bool {
+    authenticate(&state.cfg, headers).is_some() || is_admin(state, headers)
+}
+
+/// The admin token (`control.token`), compared in constant time; never
+/// when it is empty.
+fn is_admin(state: &HttpState, headers: &http::HeaderMap) -> bool {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -222,18 +207,48 @@ fn authorized_for(state: &HttpState, headers: &http::HeaderMap, tenant: &str) ->
         && token.is_some_and(|t| constant_time_eq(t.as_bytes(), state.admin_token.as_bytes()))
 }
 
-/// Read a request body up to the configured limit.
-async fn read_body(state: &HttpState, req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
-    match Limited::new(req.into_body(), state.cfg.max_request_bytes)
-        .collect()
-        .await
-    {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(_) => Err(error(
+/// Read a request body of at most `limit` bytes (`key` is the setting that
+/// holds it) within `http.body_timeout_ms`. A `Content-Length` over the
+/// limit is refused before a byte is read; a longer chunked body is cut off
+/// at the limit.
+async fn read_body(
+    state: &HttpState,
+    req: Request<Incoming>,
+    limit: usize,
+    key: &str,
+) -> Result<Bytes, Response<Body>> {
+    let too_large = || {
+        error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            "request body over http.max_request_bytes",
-        )),
+            &format!("request body over {key}"),
+        )
+    };
+    if req.body().size_hint().lower() > limit as u64 {
+        return Err(too_large());
+    }
+    let http1 = req.version() < http::Version::HTTP_2;
+    let collect = Limited::new(req.into_body(), limit).collect();
+    match tokio::time::timeout(state.cfg.body_timeout, collect).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => {
+            crate::telemetry::http_timeout("body");
+            let mut r = error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive within http.body_timeout_ms",
+            );
+            // The rest of the body may still come: an HTTP/1 connection
+            // cannot carry another request.
+            if http1 {
+                r.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
+            Err(r)
+        }
     }
 }
 

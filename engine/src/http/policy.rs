@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::consent::consent_json;
-use super::{Body, HttpState, authorized_for, error, json_response, read_body};
+use super::{Body, HttpState, authenticated, authorized_for, error, json_response, read_body};
 use crate::ingest::decode::validate_recipient;
 use crate::keys;
 use crate::model;
@@ -43,9 +43,15 @@ struct EvaluateRecipient {
 /// peeked (never reserved). A deferral's `until` is an instant at which
 /// every window is open and every cap has room.
 pub(super) async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
-    // The body names the tenant: read it, then authorise for that tenant.
+    // The body names the tenant, but a request carrying neither a tenant's
+    // API key nor the admin token is refused before its body is read; once
+    // read, the key must be the named tenant's.
+    if !authenticated(state, req.headers()) {
+        return unauthorized();
+    }
     let headers = req.headers().clone();
-    let body = match read_body(state, req).await {
+    let limit = state.cfg.max_request_bytes;
+    let body = match read_body(state, req, limit, "http.max_request_bytes").await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -55,11 +61,7 @@ pub(super) async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -
     };
     let tenant = r.tenant.as_deref().unwrap_or(model::DEFAULT_TENANT);
     if !authorized_for(state, &headers, tenant) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the tenant's API key or the admin token (control.token) is required",
-        );
+        return unauthorized();
     }
     let to = match model::parse_e164(&r.to) {
         Ok(n) => n,
@@ -173,5 +175,13 @@ pub(super) async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -
         StatusCode::OK,
         &json!({"decision": "defer", "until": t.to_string(), "rules": all_fired,
             "consent": consent_json(on_file)}),
+    )
+}
+
+fn unauthorized() -> Response<Body> {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the tenant's API key or the admin token (control.token) is required",
     )
 }

@@ -20,7 +20,11 @@ const PATH: &str = "/v1/webhooks/twilio/inbound";
 /// Read a Twilio webhook's form parameters and verify its
 /// `X-Twilio-Signature` against `http.public_url` + `path` (+ the query
 /// string Twilio called) and the auth token of the account named by
-/// `AccountSid`. `Err` is the 403 (or 413) to answer.
+/// `AccountSid`. `Err` is the 403 (or 408 / 413) to answer.
+///
+/// A request that cannot pass (no signature header, or no twilio provider
+/// to verify it with) is refused before its body is read; the body, up to
+/// `http.max_webhook_bytes`, is read only to check a signature it carries.
 async fn verified_twilio_params(
     state: &HttpState,
     req: Request<Incoming>,
@@ -32,7 +36,20 @@ async fn verified_twilio_params(
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = read_body(state, req).await?;
+    let Some(sig) = sig else {
+        tracing::warn!(path, "webhook without an X-Twilio-Signature refused");
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+            "X-Twilio-Signature is missing",
+        ));
+    };
+    if state.twilio.is_empty() {
+        tracing::warn!(path, "webhook refused: no twilio provider to verify it");
+        return Err(bad_signature());
+    }
+    let limit = state.cfg.max_webhook_bytes;
+    let body = read_body(state, req, limit, "http.max_webhook_bytes").await?;
     let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     // Twilio signs the exact URL it called, query string included.
     let mut url = format!("{}{path}", state.cfg.public_url.trim_end_matches('/'));
@@ -48,20 +65,21 @@ async fn verified_twilio_params(
         .twilio
         .iter()
         .filter(|(sid, _)| account.is_none_or(|a| a == sid) || state.twilio.len() == 1)
-        .any(|(_, token)| signature::verify_twilio(token, &url, &params, sig.as_deref()));
+        .any(|(_, token)| signature::verify_twilio(token, &url, &params, Some(&sig)));
     if verified {
         Ok(params)
     } else {
-        tracing::warn!(
-            path,
-            "webhook with a bad or missing X-Twilio-Signature refused"
-        );
-        Err(error(
-            StatusCode::FORBIDDEN,
-            "bad_signature",
-            "X-Twilio-Signature does not match",
-        ))
+        tracing::warn!(path, "webhook with a bad X-Twilio-Signature refused");
+        Err(bad_signature())
     }
+}
+
+fn bad_signature() -> Response<Body> {
+    error(
+        StatusCode::FORBIDDEN,
+        "bad_signature",
+        "X-Twilio-Signature does not match",
+    )
 }
 
 /// `POST /v1/webhooks/twilio/inbound`: a reply from a recipient, answered

@@ -136,6 +136,18 @@ fn describe() {
         names::REDIS_UP,
         "1 when Redis answered the last health ping"
     );
+    describe_gauge!(
+        names::HTTP_CONNECTIONS,
+        "Open connections to the HTTP listener (bounded by http.max_connections)"
+    );
+    describe_counter!(
+        names::HTTP_REFUSED,
+        "Connections to the HTTP listener closed at once because http.max_connections were open"
+    );
+    describe_counter!(
+        names::HTTP_TIMEOUTS,
+        "HTTP connections or requests ended by a timeout, by kind (header, body, idle)"
+    );
 }
 
 /// A message reached a status (sent, rejected, …).
@@ -253,4 +265,24 @@ pub fn task_restart(task: &'static str) {
 pub fn inbound_unowned(tenants: usize) {
     let to = if tenants == 0 { "default" } else { "texted" };
     counter!(names::INBOUND_UNOWNED, "to" => to).increment(1);
+}
+
+/// A connection to the HTTP listener opened.
+pub fn http_connection_opened() {
+    gauge!(names::HTTP_CONNECTIONS).increment(1.0);
+}
+
+/// A connection to the HTTP listener closed.
+pub fn http_connection_closed() {
+    gauge!(names::HTTP_CONNECTIONS).decrement(1.0);
+}
+
+/// A connection closed at once at `http.max_connections`.
+pub fn http_refused() {
+    counter!(names::HTTP_REFUSED).increment(1);
+}
+
+/// An HTTP timeout: `header`, `body` or `idle`.
+pub fn http_timeout(kind: &'static str) {
+    counter!(names::HTTP_TIMEOUTS, "kind" => kind).increment(1);
 }

@@ -26,3 +26,6 @@ pub const REDIS_VOLATILE: &str = "herald_redis_volatile";
 pub const LEDGER_SUSPECT: &str = "herald_consent_ledger_suspect";
 pub const TASK_RESTARTS: &str = "herald_task_restarts_total";
 pub const INBOUND_UNOWNED: &str = "herald_inbound_unowned_total";
+pub const HTTP_CONNECTIONS: &str = "herald_http_connections";
+pub const HTTP_REFUSED: &str = "herald_http_connections_refused_total";
+pub const HTTP_TIMEOUTS: &str = "herald_http_timeouts_total";

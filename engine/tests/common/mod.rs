@@ -266,9 +266,15 @@ impl Herald {
         Self::start_full(cfg_text, env, None).await
     }
 
-    /// With the Prometheus recorder installed (once per test process).
+    /// With the Prometheus recorder, installed once per test process and
+    /// shared by every Herald it starts (`cargo test` runs a file's tests
+    /// in one process; counters are then shared too).
     pub async fn start_with_metrics(cfg_text: &str) -> Herald {
-        let handle = herald_engine::telemetry::install_recorder().expect("recorder");
+        static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+            std::sync::OnceLock::new();
+        let handle = HANDLE
+            .get_or_init(|| herald_engine::telemetry::install_recorder().expect("recorder"))
+            .clone();
         Self::start_full(cfg_text, Vec::new(), Some(handle)).await
     }
 
