@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use super::{Body, HttpState, error, read_body};
 use crate::delivery::receipts::{self, Receipt};
-use crate::inbound::{reply, signature};
+use crate::inbound::{form, reply, signature};
 use crate::model;
 
 const PATH: &str = "/v1/webhooks/twilio/inbound";
@@ -50,7 +50,7 @@ async fn verified_twilio_params(
     }
     let limit = state.cfg.max_webhook_bytes;
     let body = read_body(state, req, limit, "http.max_webhook_bytes").await?;
-    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let params = form::form_params(&body);
     // Twilio signs the exact URL it called, query string included.
     let mut url = format!("{}{path}", state.cfg.public_url.trim_end_matches('/'));
     if let Some(q) = &query {

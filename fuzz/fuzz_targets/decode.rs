@@ -1,0 +1,53 @@
+//! The ingest decoder (docs/contracts.md#ingest): any bytes become a
+//! validated `Message` or a `Rejection` with a reason, never a panic; and
+//! what it accepts keeps the contract's limits.
+#![no_main]
+
+use herald_engine::ingest::decode::{Limits, decode};
+use herald_engine::model::{
+    E164, MAX_ID_CHARS, MAX_TENANT_CHARS, RejectReason, parse_e164, valid_tenant,
+};
+use libfuzzer_sys::fuzz_target;
+
+fn check(data: &[u8], limits: &Limits) {
+    match decode(data, limits) {
+        Ok(m) => {
+            assert!(data.len() <= limits.max_entry_bytes);
+            let id_chars = m.id.chars().count();
+            assert!((1..=MAX_ID_CHARS).contains(&id_chars), "id {:?}", m.id);
+            assert!(valid_tenant(&m.tenant), "tenant {:?}", m.tenant);
+            assert!(!m.body.is_empty());
+            assert!(m.body.chars().count() <= limits.max_body_chars);
+            // The number is stored as an integer and rendered back: the
+            // rendering must be the same valid number.
+            assert_eq!(parse_e164(E164::render(m.to).as_str()), Ok(m.to));
+        }
+        Err(r) => {
+            assert!(!r.detail.is_empty(), "{r:?}");
+            assert!(
+                r.id.as_ref()
+                    .is_none_or(|id| id.chars().count() <= MAX_ID_CHARS)
+            );
+            assert!(
+                r.tenant
+                    .as_ref()
+                    .is_none_or(|t| t.chars().count() <= MAX_TENANT_CHARS)
+            );
+            if data.len() > limits.max_entry_bytes {
+                assert_eq!(r.reason, RejectReason::EntryTooLarge);
+            }
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    check(data, &Limits::default());
+    // Tight limits reach the too-large and too-long paths with short inputs.
+    check(
+        data,
+        &Limits {
+            max_body_chars: 8,
+            max_entry_bytes: 256,
+        },
+    );
+});
