@@ -7,6 +7,7 @@ use std::{error::Error as _, fmt::Write as _, io, time::Duration};
 
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
+use tonic::transport::{Certificate, ClientTlsConfig};
 use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
 
 use crate::{
@@ -68,6 +69,12 @@ pub struct Cli {
     /// variable; command-line arguments are visible to other local users.
     #[arg(long, env = "HERALD_CONTROL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    /// PEM file of the authority that signed the control listener's
+    /// certificate, for an `https://` endpoint (default: the public web's
+    /// roots).
+    #[arg(long, env = "HERALD_CONTROL_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 
     /// What to do.
     #[command(subcommand)]
@@ -250,6 +257,16 @@ impl AdminSession {
     /// `token` with every call. Fails at once if the token is missing or
     /// nothing answers, rather than at the first call.
     pub async fn connect(endpoint: &str, token: Option<&str>) -> Result<Self, CliError> {
+        Self::connect_with_ca(endpoint, token, None).await
+    }
+
+    /// [`AdminSession::connect`]; an `https://` endpoint's certificate is
+    /// checked against `ca` (PEM) when given, else the public web's roots.
+    pub async fn connect_with_ca(
+        endpoint: &str,
+        token: Option<&str>,
+        ca: Option<&[u8]>,
+    ) -> Result<Self, CliError> {
         let token = token.ok_or(CliError::MissingToken)?;
         let attach = attach_bearer(token).map_err(|e| match e {
             TokenError::Empty => CliError::MissingToken,
@@ -261,8 +278,18 @@ impl AdminSession {
             reason,
         };
         let endpoint = with_scheme(endpoint);
-        let channel = Channel::from_shared(endpoint.clone())
-            .map_err(|e| invalid(error_chain(&e)))?
+        let mut channel =
+            Channel::from_shared(endpoint.clone()).map_err(|e| invalid(error_chain(&e)))?;
+        if endpoint.starts_with("https://") {
+            let tls = match ca {
+                Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+                None => ClientTlsConfig::new().with_webpki_roots(),
+            };
+            channel = channel
+                .tls_config(tls)
+                .map_err(|e| invalid(error_chain(&e)))?;
+        }
+        let channel = channel
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT)
             .connect()
@@ -408,7 +435,15 @@ impl AdminSession {
 /// Parse-free entry point for the binary: connect as `cli` says and run its
 /// command, writing the answer to `out`.
 pub async fn run<W: io::Write>(cli: &Cli, out: &mut W) -> Result<(), CliError> {
-    let mut session = AdminSession::connect(&cli.endpoint, cli.token.as_deref()).await?;
+    let ca = match &cli.ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| CliError::InvalidEndpoint {
+            endpoint: cli.endpoint.clone(),
+            reason: format!("cannot read --ca-file {}: {e}", path.display()),
+        })?),
+        None => None,
+    };
+    let mut session =
+        AdminSession::connect_with_ca(&cli.endpoint, cli.token.as_deref(), ca.as_deref()).await?;
     execute(&mut session, &cli.command, out).await
 }
 

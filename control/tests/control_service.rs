@@ -546,6 +546,7 @@ async fn heraldctl_without_a_token_says_how_to_give_one() {
         let cli = Cli {
             endpoint: endpoint.clone(),
             token,
+            ca_file: None,
             command: Command::Paused { json: false },
         };
         let err = run_cli(&cli).await.unwrap_err();

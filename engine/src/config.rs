@@ -52,7 +52,7 @@ use crate::check::{key_err, ms, positive};
 pub const ENV_PREFIX: &str = "HERALD_";
 
 /// What the user writes: every section, each owned by its part.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     pub redis: RedisSection,
@@ -70,6 +70,27 @@ pub struct FileConfig {
     pub tenants: BTreeMap<String, TenantSection>,
     pub breaker: BreakerSection,
     pub throttle: ThrottleSection,
+}
+
+impl std::fmt::Debug for FileConfig {
+    /// Providers by name only: their tables hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileConfig")
+            .field("redis", &self.redis)
+            .field("queue", &self.queue)
+            .field("dispatch", &self.dispatch)
+            .field("events", &self.events)
+            .field("http", &self.http)
+            .field("control", &self.control)
+            .field("telemetry", &self.telemetry)
+            .field("providers", &self.providers.keys().collect::<Vec<_>>())
+            .field("routes", &self.routes)
+            .field("compliance", &self.compliance)
+            .field("tenants", &self.tenants)
+            .field("breaker", &self.breaker)
+            .field("throttle", &self.throttle)
+            .finish()
+    }
 }
 
 /// Validated configuration the daemon runs with.
@@ -370,7 +391,7 @@ mod tests {
         assert_eq!(c.redis.url, "redis://127.0.0.1:7000");
         assert_eq!(c.queue.partitions, 16);
         assert_eq!(c.dispatch.max_in_flight, 20_000);
-        assert_eq!(c.control.token, "12345");
+        assert_eq!(c.control.token.expose(), "12345");
         match &c.providers[0].kind {
             ProviderKind::Twilio(s) => assert_eq!(s.base_url, "http://127.0.0.1:9999"),
             other => panic!("unexpected {other:?}"),
@@ -508,6 +529,45 @@ mod tests {
             no_env(),
         );
         assert!(e.contains("`providers.nk`: missing field `kind`"), "{e}");
+    }
+
+    /// Tokens, API keys, auth tokens and Redis passwords never appear in a
+    /// printed config.
+    #[test]
+    fn no_secret_is_printed() {
+        let text = MINIMAL
+            .replace(
+                "redis://127.0.0.1:6379",
+                "redis://:redis-pass-4711@127.0.0.1:6379",
+            )
+            .replace("auth_token = \"tok\"", "auth_token = \"twilio-auth-4711\"")
+            + "[http.api_keys]\nacme = \"api-key-4711-0123456789\"\n"
+            + "[providers.aws]\nkind = \"sns\"\nregion = \"us-east-1\"\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"aws-secret-4711\"\n";
+        let c = Config::from_toml_str(&text, no_env()).expect("valid");
+        let printed = format!("{c:?}");
+        for secret in [
+            "redis-pass-4711",
+            "twilio-auth-4711",
+            "api-key-4711",
+            "secret-admin-token",
+            "aws-secret-4711",
+        ] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+        // The file as written, too.
+        let mut table: toml::Table = toml::from_str(&text).expect("toml");
+        apply_env(&mut table, no_env()).expect("env");
+        let file: FileConfig = toml::Value::Table(table).try_into().expect("file");
+        let printed = format!("{file:?}");
+        for secret in [
+            "redis-pass-4711",
+            "api-key-4711",
+            "secret-admin-token",
+            "twilio-auth-4711",
+            "aws-secret-4711",
+        ] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
     }
 
     #[test]

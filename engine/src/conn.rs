@@ -15,15 +15,43 @@ use crate::telemetry;
 pub type Conn = ConnectionManager;
 
 /// `[redis]`, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSection {
+    /// `redis://`, `rediss://` (TLS) or `unix://`; a password in it is never
+    /// printed.
     pub url: String,
     pub connect_timeout_ms: u64,
     pub response_timeout_ms: u64,
     /// Run on a Redis without an append-only file or with eviction (demos
     /// and benchmarks only): Herald warns loudly and says so in a metric.
     pub allow_volatile: bool,
+    /// PEM file of the certificate authority a `rediss://` server's
+    /// certificate is checked against (unset: the system's roots).
+    pub tls_ca_file: Option<String>,
+}
+
+impl std::fmt::Debug for RedisSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSection")
+            .field("url", &redact_url(&self.url))
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("response_timeout_ms", &self.response_timeout_ms)
+            .field("allow_volatile", &self.allow_volatile)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish()
+    }
+}
+
+/// `url` with its password (and user) replaced: what logs and `Debug` show.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://<redacted>@{host}"),
+        None => url.to_string(),
+    }
 }
 
 impl Default for RedisSection {
@@ -33,17 +61,48 @@ impl Default for RedisSection {
             connect_timeout_ms: 2_000,
             response_timeout_ms: 5_000,
             allow_volatile: false,
+            tls_ca_file: None,
         }
     }
 }
 
 /// Validated `[redis]`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisConfig {
     pub url: String,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub allow_volatile: bool,
+    /// The CA certificate(s) of `tls_ca_file`, PEM.
+    pub tls_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("allow_volatile", &self.allow_volatile)
+            .field("tls_ca", &self.tls_ca.as_ref().map(|c| c.len()))
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    /// A client for the URL, with the configured CA for `rediss://`.
+    pub fn client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.tls_ca {
+            Some(ca) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            ),
+            None => redis::Client::open(self.url.as_str()),
+        }
+    }
 }
 
 impl RedisSection {
@@ -63,11 +122,22 @@ impl RedisSection {
         }
         positive("redis.connect_timeout_ms", self.connect_timeout_ms)?;
         positive("redis.response_timeout_ms", self.response_timeout_ms)?;
+        let tls_ca =
+            match &self.tls_ca_file {
+                None => None,
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    key_err("redis.tls_ca_file", format!("cannot read {path}: {e}"))
+                })?),
+            };
+        if tls_ca.is_some() && !self.url.starts_with("rediss://") {
+            return Err(key_err("redis.tls_ca_file", "is for a rediss:// url (TLS)"));
+        }
         Ok(RedisConfig {
             url: self.url,
             connect_timeout: ms(self.connect_timeout_ms),
             response_timeout: ms(self.response_timeout_ms),
             allow_volatile: self.allow_volatile,
+            tls_ca,
         })
     }
 }
@@ -76,7 +146,7 @@ impl RedisSection {
 /// blocking read made on it: redis 1.x times out a read after 500 ms unless
 /// told otherwise.
 pub async fn connect(cfg: &RedisConfig, response_timeout: Duration) -> Result<Conn, Error> {
-    let client = redis::Client::open(cfg.url.as_str()).map_err(|e| Error::redis("connect", e))?;
+    let client = cfg.client().map_err(|e| Error::redis("connect", e))?;
     let mcfg = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(cfg.connect_timeout))
         .set_response_timeout(Some(response_timeout))
@@ -268,6 +338,23 @@ mod tests {
             let why = judge_durability(p, m, f).expect_err(want);
             assert!(why.contains(want), "{why}");
         }
+    }
+
+    #[test]
+    fn a_redis_password_is_never_printed() {
+        let url = "redis://herald:s3cret-pass@10.0.0.5:6379/0";
+        assert_eq!(redact_url(url), "redis://<redacted>@10.0.0.5:6379/0");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        let section = RedisSection {
+            url: url.into(),
+            ..Default::default()
+        };
+        assert!(!format!("{section:?}").contains("s3cret"));
+        let cfg = section.validate().expect("valid");
+        assert!(!format!("{cfg:?}").contains("s3cret"));
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod model;
 pub mod numbering;
 pub mod policy;
 pub mod providers;
+pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod tenants;

@@ -253,7 +253,8 @@ pub async fn run(
     let control_task = tokio::spawn(crate::control::serve(
         control_listener,
         crate::control::ControlService::new(Arc::clone(&d), admin.clone(), Arc::clone(&guard)),
-        cfg.control.token.clone(),
+        cfg.control.token.expose().to_string(),
+        cfg.control.tls.clone(),
         http_stop.clone(),
     ));
 

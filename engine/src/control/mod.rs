@@ -550,10 +550,16 @@ pub async fn serve(
     listener: TcpListener,
     svc: ControlService,
     token: String,
+    tls: Option<config::ControlTls>,
     stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(t) = tls {
+        let identity = tonic::transport::Identity::from_pem(t.cert, t.key);
+        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    server
         .add_service(ControlServer::with_interceptor(
             svc,
             herald_control::auth::bearer_interceptor(token),

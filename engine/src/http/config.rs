@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::check::{ConfigError, key_err, listen_addr, ms, positive};
+use crate::secret::Secret;
 
 /// `[http]`, as written.
 #[derive(Debug, Deserialize)]
@@ -16,7 +17,7 @@ use crate::check::{ConfigError, key_err, listen_addr, ms, positive};
 pub struct HttpSection {
     pub listen: String,
     pub public_url: Option<String>,
-    pub api_keys: BTreeMap<String, String>,
+    pub api_keys: BTreeMap<String, Secret>,
     pub max_request_bytes: usize,
     pub max_webhook_bytes: usize,
     pub max_items: usize,
@@ -49,7 +50,7 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     pub public_url: String,
     /// tenant → bearer API key for `POST /v1/messages`.
-    pub api_keys: BTreeMap<String, String>,
+    pub api_keys: BTreeMap<String, Secret>,
     pub max_request_bytes: usize,
     /// Largest body of a Twilio webhook.
     pub max_webhook_bytes: usize,
@@ -79,7 +80,7 @@ impl HttpSection {
             ));
         }
         for (tenant, key) in &self.api_keys {
-            if key.len() < 16 {
+            if key.expose().len() < 16 {
                 return Err(key_err(
                     format!("http.api_keys.{tenant}"),
                     "an API key must be at least 16 characters",

@@ -56,7 +56,7 @@ pub struct HttpState {
     pub consent: Arc<crate::consent::ConsentLedger>,
     pub cap_script: redis::Script,
     /// `control.token`: an admin may use every tenant's endpoints.
-    pub admin_token: String,
+    pub admin_token: crate::secret::Secret,
     /// (account_sid, auth_token) of each twilio provider, for signatures.
     pub twilio: Vec<(String, String)>,
     pub receipts: Arc<crate::delivery::receipts::Receipts>,
@@ -177,7 +177,7 @@ fn authenticate<'a>(cfg: &'a HttpConfig, headers: &http::HeaderMap) -> Option<&'
     let token = auth.strip_prefix("Bearer ")?.trim().as_bytes();
     let mut found = None;
     for (tenant, key) in &cfg.api_keys {
-        if constant_time_eq(key.as_bytes(), token) {
+        if constant_time_eq(key.expose().as_bytes(), token) {
             found = Some(tenant.as_str());
         }
     }
@@ -204,7 +204,8 @@ fn is_admin(state: &HttpState, headers: &http::HeaderMap) -> bool {
         .and_then(|a| a.strip_prefix("Bearer "))
         .map(str::trim);
     !state.admin_token.is_empty()
-        && token.is_some_and(|t| constant_time_eq(t.as_bytes(), state.admin_token.as_bytes()))
+        && token
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), state.admin_token.expose().as_bytes()))
 }
 
 /// Read a request body of at most `limit` bytes (`key` is the setting that
