@@ -90,19 +90,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Pause a tenant: its messages are suppressed until it is resumed.
+    /// Pause a tenant: its messages are held until it is resumed.
     ///
     /// Applies to every instance. Each of the tenant's messages that reaches
-    /// its send decision while paused is suppressed with reason `paused`, a
-    /// terminal outcome: it is not held and sent later.
+    /// its send decision while paused is `deferred` with reason `paused` and
+    /// held; `resume` sends them. With `--drop` (an emergency) they are
+    /// `suppressed` / `paused` instead, a terminal outcome.
     Pause {
         /// Tenant name, as in the ingest `tenant` field.
         tenant: String,
         /// Why, recorded with the pause and shown by `paused`.
         #[arg(long)]
         reason: Option<String>,
+        /// Suppress the tenant's messages instead of holding them.
+        #[arg(long)]
+        drop: bool,
     },
-    /// Resume a paused tenant: its messages are decided normally again.
+    /// Resume a paused tenant: its messages are decided normally again and
+    /// the held ones are sent, spread at `control.resume_rate` per second.
     Resume {
         /// Tenant name.
         tenant: String,
@@ -316,10 +321,12 @@ impl AdminSession {
         &mut self,
         tenant: &str,
         reason: Option<&str>,
+        drop: bool,
     ) -> Result<PauseTenantResponse, CliError> {
         let request = PauseTenantRequest {
             tenant: tenant.to_owned(),
             reason: reason.unwrap_or_default().to_owned(),
+            drop,
         };
         let result = self.client.pause_tenant(request).await;
         self.answer("PauseTenant", result)
@@ -462,8 +469,12 @@ pub async fn execute<W: io::Write>(
                 render_stats(&stats)
             }
         }
-        Command::Pause { tenant, reason } => {
-            let response = session.pause(tenant, reason.as_deref()).await?;
+        Command::Pause {
+            tenant,
+            reason,
+            drop,
+        } => {
+            let response = session.pause(tenant, reason.as_deref(), *drop).await?;
             render_pause(tenant, &response)
         }
         Command::Resume { tenant } => {
@@ -702,14 +713,15 @@ pub fn render_paused(pauses: &[TenantPause]) -> String {
             vec![
                 p.tenant.clone(),
                 format_epoch_ms(p.paused_at_ms),
+                if p.drop { "drop" } else { "hold" }.to_owned(),
                 or_dash(&p.reason).to_owned(),
             ]
         })
         .collect();
     table(
-        &["TENANT", "PAUSED SINCE", "REASON"],
+        &["TENANT", "PAUSED SINCE", "MODE", "REASON"],
         &rows,
-        &[Align::Left, Align::Left, Align::Left],
+        &[Align::Left, Align::Left, Align::Left, Align::Left],
     )
 }
 
@@ -723,6 +735,7 @@ pub fn paused_json(pauses: &[TenantPause]) -> Value {
                 "reason": p.reason,
                 "paused_at_ms": p.paused_at_ms,
                 "paused_at": format_epoch_ms(p.paused_at_ms),
+                "drop": p.drop,
             })
         })
         .collect()
@@ -734,9 +747,14 @@ fn render_pause(tenant: &str, response: &PauseTenantResponse) -> String {
         .as_ref()
         .map(|p| format!(" since {}", format_epoch_ms(p.paused_at_ms)))
         .unwrap_or_default();
-    if response.changed {
+    let dropping = response.pause.as_ref().is_some_and(|p| p.drop);
+    if response.changed && dropping {
         format!(
-            "paused tenant {tenant}{since}; its messages are now suppressed (reason `paused`)\n"
+            "paused tenant {tenant}{since} with --drop; its messages are now suppressed (reason `paused`)\n"
+        )
+    } else if response.changed {
+        format!(
+            "paused tenant {tenant}{since}; its messages are now held (deferred, reason `paused`) until `resume`\n"
         )
     } else {
         let reason = response
@@ -751,7 +769,15 @@ fn render_pause(tenant: &str, response: &PauseTenantResponse) -> String {
 
 fn render_resume(tenant: &str, response: &ResumeTenantResponse) -> String {
     if response.changed {
-        format!("resumed tenant {tenant}\n")
+        format!(
+            "resumed tenant {tenant}; {} held message(s) released\n",
+            response.released
+        )
+    } else if response.released > 0 {
+        format!(
+            "tenant {tenant} was not paused; {} held message(s) released\n",
+            response.released
+        )
     } else {
         format!("tenant {tenant} was not paused; nothing changed\n")
     }

@@ -165,6 +165,7 @@ impl Control for FakeEngine {
                 tenant: request.tenant,
                 reason: request.reason,
                 paused_at_ms: PAUSED_AT_MS,
+                drop: request.drop,
             })
             .clone();
         Ok(Response::new(PauseTenantResponse {
@@ -180,7 +181,10 @@ impl Control for FakeEngine {
         self.count();
         let tenant = request.into_inner().tenant;
         let changed = self.pauses.lock().unwrap().remove(&tenant).is_some();
-        Ok(Response::new(ResumeTenantResponse { changed }))
+        Ok(Response::new(ResumeTenantResponse {
+            changed,
+            released: if changed { 3 } else { 0 },
+        }))
     }
 
     async fn list_paused_tenants(
@@ -227,6 +231,7 @@ where
     let pause = PauseTenantRequest {
         tenant: "acme".into(),
         reason: String::new(),
+        drop: false,
     };
     let resume = ResumeTenantRequest {
         tenant: "acme".into(),
@@ -458,6 +463,7 @@ async fn heraldctl_pause_resume_and_paused_change_and_show_state() {
         out.starts_with("paused tenant acme since 2023-11-14T22:13:20Z"),
         "{out}"
     );
+    assert!(out.contains("held"), "a pause holds by default: {out}");
     assert_eq!(engine.paused_tenants(), ["acme"]);
 
     let out = run_cli(&ctl(&["pause", "acme", "--reason", "other"]))
@@ -469,7 +475,9 @@ async fn heraldctl_pause_resume_and_paused_change_and_show_state() {
         "the first reason is kept: {out}"
     );
 
-    run_cli(&ctl(&["pause", "globex"])).await.unwrap();
+    let out = run_cli(&ctl(&["pause", "globex", "--drop"])).await.unwrap();
+    assert!(out.contains("with --drop"), "{out}");
+    assert!(out.contains("suppressed"), "{out}");
     let out = run_cli(&ctl(&["paused"])).await.unwrap();
     let rows: Vec<Vec<&str>> = out
         .lines()
@@ -483,9 +491,9 @@ async fn heraldctl_pause_resume_and_paused_change_and_show_state() {
     assert_eq!(
         rows,
         [
-            vec!["TENANT", "PAUSED SINCE", "REASON"],
-            vec!["acme", "2023-11-14T22:13:20Z", "vendor dispute"],
-            vec!["globex", "2023-11-14T22:13:20Z", "-"],
+            vec!["TENANT", "PAUSED SINCE", "MODE", "REASON"],
+            vec!["acme", "2023-11-14T22:13:20Z", "hold", "vendor dispute"],
+            vec!["globex", "2023-11-14T22:13:20Z", "drop", "-"],
         ]
     );
 
@@ -496,7 +504,7 @@ async fn heraldctl_pause_resume_and_paused_change_and_show_state() {
     assert_eq!(json.as_array().unwrap().len(), 2);
 
     let out = run_cli(&ctl(&["resume", "acme"])).await.unwrap();
-    assert_eq!(out, "resumed tenant acme\n");
+    assert_eq!(out, "resumed tenant acme; 3 held message(s) released\n");
     assert_eq!(engine.paused_tenants(), ["globex"]);
 
     let out = run_cli(&ctl(&["resume", "acme"])).await.unwrap();
@@ -560,7 +568,7 @@ async fn heraldctl_passes_on_server_errors_with_their_code() {
     let endpoint = serve(FakeEngine::default(), TOKEN).await;
     let mut session = AdminSession::connect(&endpoint, Some(TOKEN)).await.unwrap();
 
-    let err = session.pause("", None).await.unwrap_err();
+    let err = session.pause("", None, false).await.unwrap_err();
     match &err {
         CliError::Rpc { rpc, code, message } => {
             assert_eq!(*rpc, "PauseTenant");

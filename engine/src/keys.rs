@@ -51,8 +51,16 @@ pub const MSG_PREFIX: &str = "herald:msg:";
 pub const TRAIL_PREFIX: &str = "herald:trail:";
 /// Replies that are not keywords (and ambiguous ones, for review).
 pub const INBOUND: &str = "herald:inbound";
-/// Paused tenants: tenant → JSON `{reason, paused_at_ms}`.
+/// Paused tenants: tenant → JSON `{reason, paused_at_ms, drop}`.
 pub const PAUSED: &str = "herald:paused";
+/// Prefix of a paused tenant's held messages (`herald:held:<tenant>`):
+/// members `tenant:id`, scored by the instant they were held. Written by the
+/// outcome writer (`deferred` / `paused`), emptied into the delayed set on
+/// resume (`tenants::RELEASE_HELD_LUA`).
+pub const HELD_PREFIX: &str = "herald:held:";
+/// The tenants that have held messages (a set), so every instance can
+/// release a resumed tenant's stragglers.
+pub const HELD_TENANTS: &str = "herald:held";
 /// Live throttle limits: lane (`carrier:att`, `sender:+1…`) → JSON.
 pub const THROTTLES: &str = "herald:throttles";
 /// The consent audit stream (append-only) and change feed.
@@ -180,6 +188,14 @@ pub fn trail(tenant: &str, id: &str) -> String {
     k.push_str(tenant);
     k.push(':');
     k.push_str(id);
+    k
+}
+
+/// A paused tenant's held messages.
+pub fn held(tenant: &str) -> String {
+    let mut k = String::with_capacity(HELD_PREFIX.len() + tenant.len());
+    k.push_str(HELD_PREFIX);
+    k.push_str(tenant);
     k
 }
 

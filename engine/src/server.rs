@@ -245,14 +245,24 @@ pub async fn run(
         }
     });
     let http_task = tokio::spawn(http::serve(http_listener, http_state, http_stop.clone()));
+    let release = crate::tenants::Release {
+        per_second: cfg.control.resume_rate,
+        record_ttl_ms: cfg.dispatch.idempotency_ttl.as_millis() as u64,
+    };
     let pauses_task = tokio::spawn(crate::tenants::run_refresher(
         Arc::clone(&d.pauses),
         admin.clone(),
+        release,
         http_stop.clone(),
     ));
     let control_task = tokio::spawn(crate::control::serve(
         control_listener,
-        crate::control::ControlService::new(Arc::clone(&d), admin.clone(), Arc::clone(&guard)),
+        crate::control::ControlService::new(
+            Arc::clone(&d),
+            admin.clone(),
+            Arc::clone(&guard),
+            release,
+        ),
         cfg.control.token.expose().to_string(),
         cfg.control.tls.clone(),
         http_stop.clone(),

@@ -1,4 +1,5 @@
-//! The gRPC control service: stats, and pausing a tenant fleet-wide.
+//! The gRPC control service: stats, and pausing a tenant fleet-wide (a
+//! pause holds; `drop` suppresses).
 
 mod common;
 
@@ -19,7 +20,7 @@ fn tenant_msg(id: &str, tenant: &str, i: usize) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pause_taken_on_one_instance_suppresses_on_every_instance() {
+async fn a_pause_on_one_instance_holds_on_every_instance_and_resume_sends_all() {
     let redis = RedisServer::start();
     let mock = mock(0, 0.0).await;
     let (grpc_a, grpc_b) = (free_port(), free_port());
@@ -53,6 +54,7 @@ async fn a_pause_taken_on_one_instance_suppresses_on_every_instance() {
         .pause_tenant(PauseTenantRequest {
             tenant: "acme".into(),
             reason: "incident 42".into(),
+            drop: false,
         })
         .await
         .unwrap()
@@ -67,11 +69,16 @@ async fn a_pause_taken_on_one_instance_suppresses_on_every_instance() {
         .pause_tenant(PauseTenantRequest {
             tenant: "acme".into(),
             reason: "other".into(),
+            drop: true,
         })
         .await
         .unwrap()
         .into_inner();
     assert!(!again.changed);
+    assert!(
+        again.pause.as_ref().is_some_and(|p| !p.drop),
+        "the first pause's mode is kept"
+    );
     assert_eq!(
         again.pause.map(|p| p.reason),
         Some("incident 42".to_string())
@@ -80,6 +87,7 @@ async fn a_pause_taken_on_one_instance_suppresses_on_every_instance() {
         .pause_tenant(PauseTenantRequest {
             tenant: "".into(),
             reason: "".into(),
+            drop: false,
         })
         .await
         .unwrap_err();
@@ -100,7 +108,9 @@ async fn a_pause_taken_on_one_instance_suppresses_on_every_instance() {
 
     // Instance B refreshes its snapshot every 500 ms.
     tokio::time::sleep(herald_engine::tenants::REFRESH * 3).await;
-    let msgs: Vec<Vec<u8>> = (0..40)
+    // 100 messages of the paused tenant, 100 of another, read by both
+    // instances.
+    let msgs: Vec<Vec<u8>> = (0..200)
         .map(|i| {
             if i % 2 == 0 {
                 tenant_msg(&format!("a{i}"), "acme", i)
@@ -110,24 +120,34 @@ async fn a_pause_taken_on_one_instance_suppresses_on_every_instance() {
         })
         .collect();
     xadd_raw(&mut conn, 4, &msgs).await;
-    let ev = wait_events(&mut conn, "40 decisions", Duration::from_secs(20), |ev| {
-        ev.len() == 40
+    let ev = wait_events(&mut conn, "200 decisions", Duration::from_secs(30), |ev| {
+        ev.len() == 200
     })
     .await;
     for e in &ev {
         match e["tenant"].as_str() {
-            "acme" => assert_eq!(
-                (e["status"].as_str(), e["reason"].as_str()),
-                ("suppressed", "paused"),
-                "{e:?}"
-            ),
+            // Held, with no instant: a pause has no end date.
+            "acme" => {
+                assert_eq!(
+                    (e["status"].as_str(), e["reason"].as_str()),
+                    ("deferred", "paused"),
+                    "{e:?}"
+                );
+                assert!(!e.contains_key("until"), "{e:?}");
+            }
             _ => assert_eq!(e["status"], "sent", "{e:?}"),
         }
     }
     assert!(mock.recorded().iter().all(|r| r.body.starts_with('g')));
+    let held: u64 = redis::cmd("ZCARD")
+        .arg("herald:held:acme")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(held, 100);
 
     // Counters are per instance; together they saw every decision.
-    let mut suppressed = 0;
+    let mut deferred = 0;
     let mut sent = 0;
     for port in [grpc_a, grpc_b] {
         let stats = client(port, TOKEN)
@@ -140,12 +160,13 @@ async fn a_pause_taken_on_one_instance_suppresses_on_every_instance() {
         assert_eq!(stats.max_in_flight, 16_384);
         // Idle: permits held for a blocked read are not messages in flight.
         assert_eq!(stats.in_flight, 0);
-        suppressed += stats.messages_by_status["suppressed"];
+        deferred += stats.messages_by_status["deferred"];
         sent += stats.messages_by_status["sent"];
     }
-    assert_eq!((suppressed, sent), (20, 20));
+    assert_eq!((deferred, sent), (100, 100));
 
-    // Resume: the tenant's next messages are sent.
+    // Resume: the 100 held messages are sent, each once, and the tenant's
+    // next messages too.
     let resumed = admin
         .resume_tenant(ResumeTenantRequest {
             tenant: "acme".into(),
@@ -154,13 +175,80 @@ async fn a_pause_taken_on_one_instance_suppresses_on_every_instance() {
         .unwrap()
         .into_inner();
     assert!(resumed.changed);
+    assert_eq!(resumed.released, 100);
     tokio::time::sleep(herald_engine::tenants::REFRESH * 3).await;
-    xadd_raw(&mut conn, 4, &[tenant_msg("after", "acme", 99)]).await;
-    wait_events(&mut conn, "resumed send", Duration::from_secs(20), |ev| {
-        ev.iter()
-            .any(|e| e["id"] == "after" && e["status"] == "sent")
+    xadd_raw(&mut conn, 4, &[tenant_msg("after", "acme", 999)]).await;
+    let ev = wait_events(
+        &mut conn,
+        "held messages sent",
+        Duration::from_secs(30),
+        |ev| {
+            ev.iter()
+                .filter(|e| e["tenant"] == "acme" && e["status"] == "sent")
+                .count()
+                == 101
+        },
+    )
+    .await;
+    let sent_ids: std::collections::HashSet<&str> = ev
+        .iter()
+        .filter(|e| e["tenant"] == "acme" && e["status"] == "sent")
+        .map(|e| e["id"].as_str())
+        .collect();
+    assert_eq!(sent_ids.len(), 101);
+    let to_provider = mock
+        .recorded()
+        .iter()
+        .filter(|r| r.body.starts_with('a'))
+        .count();
+    assert_eq!(
+        to_provider, 101,
+        "each held message reaches the provider once"
+    );
+    let held: u64 = redis::cmd("ZCARD")
+        .arg("herald:held:acme")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(held, 0);
+
+    // `drop`: an emergency pause suppresses instead of holding.
+    admin
+        .pause_tenant(PauseTenantRequest {
+            tenant: "globex".into(),
+            reason: "compromised key".into(),
+            drop: true,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(herald_engine::tenants::REFRESH * 3).await;
+    xadd_raw(
+        &mut conn,
+        4,
+        &(0..5)
+            .map(|i| tenant_msg(&format!("drop{i}"), "globex", 500 + i))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let ev = wait_events(&mut conn, "dropped", Duration::from_secs(20), |ev| {
+        ev.iter().filter(|e| e["id"].starts_with("drop")).count() == 5
     })
     .await;
+    for e in ev.iter().filter(|e| e["id"].starts_with("drop")) {
+        assert_eq!(
+            (e["status"].as_str(), e["reason"].as_str()),
+            ("suppressed", "paused"),
+            "{e:?}"
+        );
+    }
+    let resumed = admin
+        .resume_tenant(ResumeTenantRequest {
+            tenant: "globex".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resumed.released, 0);
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }

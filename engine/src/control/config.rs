@@ -16,6 +16,8 @@ pub struct ControlSection {
     /// PEM certificate (chain) and key: the listener speaks TLS only.
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
+    /// Held messages a resume puts back into the queue per second.
+    pub resume_rate: u32,
 }
 
 impl Default for ControlSection {
@@ -25,6 +27,7 @@ impl Default for ControlSection {
             token: Secret::default(),
             tls_cert_file: None,
             tls_key_file: None,
+            resume_rate: 100,
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct ControlConfig {
     pub token: Secret,
     /// `None`: plain HTTP/2 (keep it on 127.0.0.1).
     pub tls: Option<ControlTls>,
+    /// Held messages released per second after a resume.
+    pub resume_rate: u32,
 }
 
 impl ControlSection {
@@ -84,10 +89,17 @@ impl ControlSection {
                 ));
             }
         };
+        if self.resume_rate == 0 {
+            return Err(key_err(
+                "control.resume_rate",
+                "must be at least 1 (messages per second)",
+            ));
+        }
         Ok(ControlConfig {
             listen,
             token: self.token,
             tls,
+            resume_rate: self.resume_rate,
         })
     }
 }

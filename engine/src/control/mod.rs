@@ -33,6 +33,7 @@ pub struct ControlService {
     conn: Conn,
     started: Instant,
     guard: Arc<crate::consent::guard::LedgerGuard>,
+    release: tenants::Release,
 }
 
 impl ControlService {
@@ -40,12 +41,14 @@ impl ControlService {
         d: Arc<Dispatcher>,
         conn: Conn,
         guard: Arc<crate::consent::guard::LedgerGuard>,
+        release: tenants::Release,
     ) -> Self {
         ControlService {
             d,
             conn,
             started: Instant::now(),
             guard,
+            release,
         }
     }
 }
@@ -126,17 +129,18 @@ impl Control for ControlService {
         let (pause, changed) = self
             .d
             .pauses
-            .pause(&mut conn, &req.tenant, &req.reason, now_ms())
+            .pause(&mut conn, &req.tenant, &req.reason, req.drop, now_ms())
             .await
             .map_err(unavailable)?;
         if changed {
-            tracing::warn!(tenant = %req.tenant, reason = %req.reason, "tenant paused");
+            tracing::warn!(tenant = %req.tenant, reason = %req.reason, drop = req.drop, "tenant paused");
         }
         Ok(Response::new(PauseTenantResponse {
             pause: Some(TenantPause {
                 tenant: req.tenant,
                 reason: pause.reason,
                 paused_at_ms: pause.paused_at_ms,
+                drop: pause.drop,
             }),
             changed,
         }))
@@ -155,10 +159,14 @@ impl Control for ControlService {
             .resume(&mut conn, &req.tenant)
             .await
             .map_err(unavailable)?;
+        let released = tenants::release_held(&mut conn, &req.tenant, self.release, now_ms())
+            .await
+            .map_err(unavailable)?
+            .unwrap_or(0);
         if changed {
-            tracing::warn!(tenant = %req.tenant, "tenant resumed");
+            tracing::warn!(tenant = %req.tenant, released, "tenant resumed");
         }
-        Ok(Response::new(ResumeTenantResponse { changed }))
+        Ok(Response::new(ResumeTenantResponse { changed, released }))
     }
 
     async fn get_consent(
@@ -482,6 +490,7 @@ impl Control for ControlService {
                     tenant,
                     reason: p.reason,
                     paused_at_ms: p.paused_at_ms,
+                    drop: p.drop,
                 })
                 .collect(),
         }))

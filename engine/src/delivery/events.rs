@@ -32,7 +32,7 @@ pub fn recorded(o: &Outcome, counts: &StatusCounts) {
                 status = d.status.as_str(),
                 reason,
                 attempt = d.attempt,
-                until = d.requeue.as_ref().map(|r| r.due),
+                until = d.requeue.as_ref().and_then(|r| r.until()),
                 "outcome recorded"
             );
         }

@@ -82,12 +82,31 @@ impl StatusCounts {
 }
 
 /// Where a message goes after a non-terminal outcome: back into the queue
-/// through the delayed set at `due` (ms epoch).
+/// through the delayed set at `due` (ms epoch), or, `held`, into its paused
+/// tenant's held set until a resume (`due` is then the instant it was held).
 #[derive(Debug)]
 pub struct Requeue {
     pub due: i64,
     /// The entry's original `msg` bytes, stored until release.
     pub raw: Vec<u8>,
+    /// Held for a resume, with no instant: the event carries no `until`.
+    pub held: bool,
+}
+
+impl Requeue {
+    /// Back into the queue at `due`.
+    pub fn at(due: i64, raw: Vec<u8>) -> Requeue {
+        Requeue {
+            due,
+            raw,
+            held: false,
+        }
+    }
+
+    /// The instant the event announces (`until`): none for a held message.
+    pub fn until(&self) -> Option<i64> {
+        (!self.held).then_some(self.due)
+    }
 }
 
 /// A decision about a valid message.

@@ -387,7 +387,7 @@ fn decided(
     if let Some(r) = d.reason {
         ev.arg("reason").arg(r.as_str());
     }
-    let until = d.requeue.as_ref().map(|r| r.due);
+    let until = d.requeue.as_ref().and_then(|r| r.until());
     if let Some(u) = until {
         ev.arg("until").arg(u);
     }
@@ -440,6 +440,7 @@ fn decided(
         raw: &rq.raw,
         partition: o.partition,
         due: rq.due,
+        held: rq.held,
     });
     if let Some(s) = &scheduled {
         s.add_fields(&mut hset);
@@ -496,7 +497,12 @@ fn decided(
         entry: o.entry.to_string(),
         rules: &d.fired,
     };
-    record::add_step(pipe, &m.tenant, &m.id, &entry, ttl_ms);
+    // A held message's trail lives as long as its record (no end date).
+    let keep = match &d.requeue {
+        Some(rq) if rq.held => ttl_ms + crate::ingest::delayed::HELD_KEEP_MS,
+        _ => ttl_ms,
+    };
+    record::add_step(pipe, &m.tenant, &m.id, &entry, keep);
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -12,8 +12,9 @@ use crate::policy::{self, Evaluation, Verdict};
 /// Why a valid message is not sent now.
 #[derive(Debug)]
 pub enum Hold {
-    /// An admin paused the tenant (control plane).
-    Paused,
+    /// An admin paused the tenant (control plane): held until a resume, or
+    /// suppressed when the pause says `drop`.
+    Paused { drop: bool },
     /// `send_at` (ms) is ahead.
     NotYet(i64),
     /// `expires_at` passed.
@@ -50,9 +51,21 @@ pub fn decide(
     release_spread_ms: i64,
 ) -> Decision {
     match hold {
-        Hold::Paused => {
+        Hold::Paused { drop: true } => {
             let mut dec = Decision::new(msg, Status::Suppressed, Some(Reason::Paused), attempt);
-            dec.detail = Some("the tenant is paused (control plane)".into());
+            dec.detail = Some("the tenant is paused with drop (control plane)".into());
+            dec
+        }
+        Hold::Paused { drop: false } => {
+            // Held with no instant: released when the tenant is resumed,
+            // then decided again (expiry, quiet hours, caps, consent).
+            let mut dec = Decision::new(msg, Status::Deferred, Some(Reason::Paused), attempt);
+            dec.detail = Some("the tenant is paused (control plane); held until resumed".into());
+            dec.requeue = Some(Requeue {
+                due: now,
+                raw,
+                held: true,
+            });
             dec
         }
         Hold::NotYet(at) => {
@@ -67,7 +80,7 @@ pub fn decide(
                 return dec;
             }
             let mut dec = Decision::new(msg, Status::Deferred, Some(Reason::SendAt), attempt);
-            dec.requeue = Some(Requeue { due: at, raw });
+            dec.requeue = Some(Requeue::at(at, raw));
             dec
         }
         Hold::Expired => Decision::new(msg, Status::Expired, Some(Reason::ExpiresAt), attempt),
@@ -132,7 +145,7 @@ pub fn defer(msg: Message, raw: Vec<u8>, attempt: u32, due: i64, reason: Reason)
         return dec;
     }
     let mut dec = Decision::new(msg, Status::Deferred, Some(reason), attempt);
-    dec.requeue = Some(Requeue { due, raw });
+    dec.requeue = Some(Requeue::at(due, raw));
     dec
 }
 

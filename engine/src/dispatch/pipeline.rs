@@ -199,8 +199,8 @@ fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Result<(u32, Vec<Arc<C
     if let Some(from) = msg.from.as_deref() {
         check_sender(d, &msg.tenant, from)?;
     }
-    if d.pauses.is_paused(&msg.tenant) {
-        return Err(Hold::Paused);
+    if let Some(drop) = d.pauses.paused(&msg.tenant) {
+        return Err(Hold::Paused { drop });
     }
     if let Some(h) = hold::timing(msg, now) {
         return Err(h);

@@ -326,7 +326,7 @@ fn failed(
     let mut dec = Decision::new(msg, Status::Retrying, Some(reason), attempt);
     dec.provider = Some(Arc::clone(provider));
     dec.detail = detail;
-    dec.requeue = Some(Requeue { due, raw });
+    dec.requeue = Some(Requeue::at(due, raw));
     // docs/contracts.md#providers: an ambiguous send may have reached this
     // provider; its re-send goes nowhere else.
     dec.pin = ambiguous;

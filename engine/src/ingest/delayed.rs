@@ -42,14 +42,21 @@ end
 return {#due, lost}
 "#;
 
-/// A message to be put back into partition `partition` at `due` (ms).
+/// A message to be put back into partition `partition` at `due` (ms), or,
+/// `held`, kept in its paused tenant's held set until a resume moves it to
+/// the delayed set (`tenants::release_held`).
 #[derive(Debug, Clone, Copy)]
 pub struct Scheduled<'a> {
     /// The entry's `msg` bytes, re-queued as they are.
     pub raw: &'a [u8],
     pub partition: u16,
     pub due: i64,
+    pub held: bool,
 }
+
+/// How long a held message's record is kept past `dispatch.idempotency_ttl`:
+/// a pause has no end date, and the record is the message until resumed.
+pub const HELD_KEEP_MS: u64 = 400 * 86_400_000;
 
 impl Scheduled<'_> {
     /// Add the record's fields to an `HSET` of the message record being
@@ -58,9 +65,10 @@ impl Scheduled<'_> {
         hset.arg(msg::RAW)
             .arg(self.raw)
             .arg(msg::PART)
-            .arg(self.partition)
-            .arg(msg::UNTIL)
-            .arg(self.due);
+            .arg(self.partition);
+        if !self.held {
+            hset.arg(msg::UNTIL).arg(self.due);
+        }
     }
 
     /// Keep the record `key` of `tenant` / `id` at least until the message
@@ -74,6 +82,22 @@ impl Scheduled<'_> {
         now: i64,
         ttl_ms: u64,
     ) {
+        if self.held {
+            pipe.cmd("PEXPIRE")
+                .arg(key)
+                .arg(ttl_ms + HELD_KEEP_MS)
+                .ignore();
+            pipe.cmd("ZADD")
+                .arg(keys::held(tenant))
+                .arg(self.due)
+                .arg(keys::member(tenant, id))
+                .ignore();
+            pipe.cmd("SADD")
+                .arg(keys::HELD_TENANTS)
+                .arg(tenant)
+                .ignore();
+            return;
+        }
         let keep = (self.due - now).max(0) as u64 + ttl_ms;
         pipe.cmd("PEXPIRE").arg(key).arg(keep).ignore();
         pipe.cmd("ZADD")
