@@ -35,21 +35,26 @@ pub fn check_bearer(metadata: &MetadataMap, expected_token: &str) -> Result<(), 
             "this Herald instance has no control.token configured, so its control service refuses every call",
         ));
     }
-    let Some(value) = metadata.get(TOKEN_METADATA) else {
-        return Err(Status::unauthenticated(
-            "missing admin token: send metadata `authorization: Bearer <token>`",
-        ));
-    };
-    let Some(presented) = strip_scheme(value.as_bytes()) else {
-        return Err(Status::unauthenticated(
-            "malformed authorization metadata: expected `Bearer <token>`",
-        ));
-    };
+    let presented = presented_token(metadata)?;
     if constant_time_eq(presented, expected_token.as_bytes()) {
         Ok(())
     } else {
         Err(Status::unauthenticated("invalid admin token"))
     }
+}
+
+/// The token `metadata` presents (`authorization: Bearer <token>`), for a
+/// server that looks it up itself (named tokens with roles).
+/// `UNAUTHENTICATED` when the entry is missing or malformed.
+pub fn presented_token(metadata: &MetadataMap) -> Result<&[u8], Status> {
+    let Some(value) = metadata.get(TOKEN_METADATA) else {
+        return Err(Status::unauthenticated(
+            "missing token: send metadata `authorization: Bearer <token>`",
+        ));
+    };
+    strip_scheme(value.as_bytes()).ok_or_else(|| {
+        Status::unauthenticated("malformed authorization metadata: expected `Bearer <token>`")
+    })
 }
 
 /// `Bearer <token>` → `<token>`; `None` when the scheme is not `Bearer` or
@@ -73,7 +78,7 @@ fn strip_scheme(value: &[u8]) -> Option<&[u8]> {
 ///
 /// The length itself may leak (the comparison stops at once when lengths
 /// differ); a token's length is not the secret, its bytes are.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

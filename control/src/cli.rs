@@ -13,11 +13,13 @@ use tonic::{Code, Status, service::interceptor::InterceptedService, transport::C
 use crate::{
     auth::{AttachBearer, TokenError, attach_bearer},
     v1::{
-        ConfirmLedgerRequest, ConfirmLedgerResponse, ConsentAuditEntry, ExportConsentRequest,
+        AuditEntry, ConfirmLedgerRequest, ConfirmLedgerResponse, ConsentAuditEntry,
+        CreateTokenRequest, CreateTokenResponse, ExportAuditRequest, ExportConsentRequest,
         GetConsentRequest, GetConsentResponse, GetStatsRequest, GetStatsResponse,
-        ListPausedTenantsRequest, PauseTenantRequest, PauseTenantResponse, PurposeConsent,
-        ResumeTenantRequest, ResumeTenantResponse, SetConsentRequest, SetConsentResponse,
-        TenantPause, control_client::ControlClient,
+        ListPausedTenantsRequest, ListThrottlesRequest, ListTokensRequest, PauseTenantRequest,
+        PauseTenantResponse, PurposeConsent, ResumeTenantRequest, ResumeTenantResponse,
+        RevokeTokenRequest, SetConsentRequest, SetConsentResponse, SetThrottleRequest, TenantPause,
+        ThrottleLimit, TokenInfo, control_client::ControlClient,
     },
 };
 
@@ -56,8 +58,21 @@ const KNOWN_STATUSES: &[&str] = &[
     name = "heraldctl",
     version,
     about = "Admin client for a running Herald instance's control service",
-    after_help = "Exit status: 0 on success, 1 when a call fails (unreachable, refused token, \
-                  server error), 2 on bad arguments."
+    after_help = "Examples:
+  export HERALD_CONTROL_ENDPOINT=http://10.0.0.5:50051 HERALD_CONTROL_TOKEN=...
+  heraldctl stats
+  heraldctl tenant pause acme --reason 'vendor dispute, OPS-123'
+  heraldctl tenant resume acme
+  heraldctl token create alice --role operator
+  heraldctl throttle set carrier:tmobile 10 --per second --burst 20
+  heraldctl consent get acme +14155550123
+  heraldctl audit export --json > audit.jsonl
+
+The flat forms of earlier releases (pause, resume, paused, set-consent,
+confirm-ledger, export-consent) keep working.
+
+Exit status: 0 on success, 1 when a call fails (unreachable, refused token,
+permission denied, server error), 2 on bad arguments."
 )]
 pub struct Cli {
     /// Control endpoint of a Herald instance (its `control.listen` address).
@@ -81,8 +96,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// `heraldctl` subcommands, one per control RPC.
-#[derive(Debug, Subcommand)]
+/// `heraldctl` commands: `NOUN VERB`, plus the flat forms of earlier
+/// releases (hidden aliases).
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Show the instance's message counters, in-flight sends and queue state.
     Stats {
@@ -90,12 +106,43 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pause, resume and list tenants.
+    Tenant {
+        #[command(subcommand)]
+        /// What to do.
+        verb: TenantVerb,
+    },
+    /// Named control-plane tokens with roles.
+    Token {
+        #[command(subcommand)]
+        /// What to do.
+        verb: TokenVerb,
+    },
+    /// Live throttle limits per carrier or sender lane.
+    Throttle {
+        #[command(subcommand)]
+        /// What to do.
+        verb: ThrottleVerb,
+    },
+    /// The control plane's audit trail.
+    Audit {
+        #[command(subcommand)]
+        /// What to do.
+        verb: AuditVerb,
+    },
+    /// The consent ledger's confirmation after a wipe.
+    Ledger {
+        #[command(subcommand)]
+        /// What to do.
+        verb: LedgerVerb,
+    },
     /// Pause a tenant: its messages are held until it is resumed.
     ///
     /// Applies to every instance. Each of the tenant's messages that reaches
     /// its send decision while paused is `deferred` with reason `paused` and
     /// held; `resume` sends them. With `--drop` (an emergency) they are
     /// `suppressed` / `paused` instead, a terminal outcome.
+    #[command(hide = true)]
     Pause {
         /// Tenant name, as in the ingest `tenant` field.
         tenant: String,
@@ -108,25 +155,33 @@ pub enum Command {
     },
     /// Resume a paused tenant: its messages are decided normally again and
     /// the held ones are sent, spread at `control.resume_rate` per second.
+    #[command(hide = true)]
     Resume {
         /// Tenant name.
         tenant: String,
     },
     /// List the tenants paused now.
+    #[command(hide = true)]
     Paused {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Show a number's consent per purpose, with its evidence.
+    /// A number's consent: `consent get|set|export` (and, as before,
+    /// `consent TENANT NUMBER` to show it).
+    #[command(args_conflicts_with_subcommands = true)]
     Consent {
-        /// Tenant name.
-        tenant: String,
+        #[command(subcommand)]
+        /// What to do.
+        verb: Option<ConsentVerb>,
+        /// Tenant name (the flat form `consent TENANT NUMBER`).
+        tenant: Option<String>,
         /// E.164 number, e.g. +14155550123.
-        number: String,
+        number: Option<String>,
     },
     /// Grant, revoke, review or reset a number's consent (audited; applied
     /// by every instance within a second).
+    #[command(hide = true)]
     SetConsent {
         /// Tenant name.
         tenant: String,
@@ -149,6 +204,7 @@ pub enum Command {
     },
     /// Confirm a consent ledger that every instance stopped on as suspect
     /// (Redis looked wiped or restored): sending resumes within a second.
+    #[command(hide = true)]
     ConfirmLedger {
         /// First write the instance's in-memory consent back into Redis
         /// (its revocations survived the wipe).
@@ -162,6 +218,7 @@ pub enum Command {
         by: String,
     },
     /// Export the consent audit trail as JSON lines, oldest first.
+    #[command(hide = true)]
     ExportConsent {
         /// Only this tenant.
         #[arg(long)]
@@ -173,6 +230,236 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         to_ms: i64,
     },
+}
+
+/// `heraldctl tenant …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum TenantVerb {
+    /// Pause a tenant on every instance: its messages are held (`deferred`
+    /// / `paused`) until `resume`; with `--drop`, suppressed instead.
+    Pause {
+        /// Tenant name, as in the ingest `tenant` field.
+        tenant: String,
+        /// Why, recorded with the pause and in the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Suppress the tenant's messages instead of holding them.
+        #[arg(long)]
+        drop: bool,
+    },
+    /// Resume a tenant: held messages are sent, spread at
+    /// `control.resume_rate` per second.
+    Resume {
+        /// Tenant name, as in the ingest `tenant` field.
+        tenant: String,
+    },
+    /// The tenants paused now.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `heraldctl token …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenVerb {
+    /// Create a token and print it once (Herald keeps only its hash).
+    Create {
+        /// 1–64 letters, digits, `_`, `-`, `.`, `@`.
+        name: String,
+        /// read, operator, compliance or admin.
+        #[arg(long)]
+        role: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The named tokens and their roles (never the tokens).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: refused at once on every instance.
+    Revoke {
+        /// The token name.
+        name: String,
+    },
+}
+
+/// `heraldctl throttle …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum ThrottleVerb {
+    /// Set a lane's limit on every instance, live.
+    Set {
+        /// `carrier:<name>` or `sender:<number or service id>`.
+        lane: String,
+        /// Segments per `--per`.
+        segments: u32,
+        /// second, minute, hour or day.
+        #[arg(long, default_value = "second")]
+        per: String,
+        /// Bucket size; 0: the rate's own.
+        #[arg(long, default_value_t = 0)]
+        burst: u32,
+    },
+    /// The live limits set over the control plane.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `heraldctl audit …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuditVerb {
+    /// Every accepted change, oldest first: a table, or JSON lines.
+    Export {
+        /// From this instant (ms since the epoch).
+        #[arg(long, default_value_t = 0)]
+        from_ms: i64,
+        /// Up to this instant (ms since the epoch); default now.
+        #[arg(long, default_value_t = 0)]
+        to_ms: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `heraldctl ledger …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum LedgerVerb {
+    /// Confirm a consent ledger every instance stopped on as suspect.
+    Confirm {
+        /// First write the instance's in-memory consent back into Redis.
+        #[arg(long)]
+        restore: bool,
+        /// Why (audit evidence, e.g. the incident).
+        #[arg(long)]
+        reason: String,
+        /// Who makes the change (for the audit trail).
+        #[arg(long, env = "USER")]
+        by: String,
+    },
+}
+
+/// `heraldctl consent …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConsentVerb {
+    /// A number's consent per purpose, with its evidence.
+    Get {
+        /// Tenant name, as in the ingest `tenant` field.
+        tenant: String,
+        /// E.164 number, e.g. +14155550123.
+        number: String,
+    },
+    /// Grant, revoke, review or reset a number's consent (audited). Moving
+    /// a number out of `revoked` needs `--evidence`.
+    Set {
+        /// Tenant name, as in the ingest `tenant` field.
+        tenant: String,
+        /// E.164 number, e.g. +14155550123.
+        number: String,
+        /// granted, revoked, review or unknown.
+        state: String,
+        /// With `granted`: express or express_written.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Purposes (repeat the flag); default all three.
+        #[arg(long = "purpose")]
+        purposes: Vec<String>,
+        /// What proves it (required to grant or revoke, and to leave `revoked`).
+        #[arg(long)]
+        evidence: Option<String>,
+        /// Who makes the change (for the audit trail).
+        #[arg(long, env = "USER")]
+        by: String,
+    },
+    /// The consent audit trail as JSON lines, oldest first.
+    Export {
+        /// Tenant name, as in the ingest `tenant` field.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// From this instant (ms since the epoch).
+        #[arg(long, default_value_t = 0)]
+        from_ms: i64,
+        /// Up to this instant (ms since the epoch); default now.
+        #[arg(long, default_value_t = 0)]
+        to_ms: i64,
+    },
+}
+
+impl Command {
+    /// A `NOUN VERB` command that an earlier flat form already does, as
+    /// that form; `None` for everything else.
+    fn as_flat(&self) -> Option<Command> {
+        Some(match self {
+            Command::Tenant { verb } => match verb.clone() {
+                TenantVerb::Pause {
+                    tenant,
+                    reason,
+                    drop,
+                } => Command::Pause {
+                    tenant,
+                    reason,
+                    drop,
+                },
+                TenantVerb::Resume { tenant } => Command::Resume { tenant },
+                TenantVerb::List { json } => Command::Paused { json },
+            },
+            Command::Ledger {
+                verb:
+                    LedgerVerb::Confirm {
+                        restore,
+                        reason,
+                        by,
+                    },
+            } => Command::ConfirmLedger {
+                restore: *restore,
+                reason: reason.clone(),
+                by: by.clone(),
+            },
+            Command::Consent {
+                verb: Some(verb), ..
+            } => match verb.clone() {
+                ConsentVerb::Get { tenant, number } => Command::Consent {
+                    verb: None,
+                    tenant: Some(tenant),
+                    number: Some(number),
+                },
+                ConsentVerb::Set {
+                    tenant,
+                    number,
+                    state,
+                    kind,
+                    purposes,
+                    evidence,
+                    by,
+                } => Command::SetConsent {
+                    tenant,
+                    number,
+                    state,
+                    kind,
+                    purposes,
+                    evidence,
+                    by,
+                },
+                ConsentVerb::Export {
+                    tenant,
+                    from_ms,
+                    to_ms,
+                } => Command::ExportConsent {
+                    tenant,
+                    from_ms,
+                    to_ms,
+                },
+            },
+            _ => return None,
+        })
+    }
 }
 
 /// Why a `heraldctl` command failed, worded for the admin at the terminal.
@@ -244,6 +531,10 @@ pub enum CliError {
     /// Writing the answer to stdout failed (for example a closed pipe).
     #[error("cannot write output: {0}")]
     Output(io::Error),
+
+    /// The arguments parse but do not say what to do.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// The generated client with the bearer token attached to every call.
@@ -402,6 +693,71 @@ impl AdminSession {
         }
     }
 
+    /// `CreateToken`.
+    pub async fn create_token(
+        &mut self,
+        name: &str,
+        role: &str,
+    ) -> Result<CreateTokenResponse, CliError> {
+        let result = self
+            .client
+            .create_token(CreateTokenRequest {
+                name: name.to_owned(),
+                role: role.to_owned(),
+            })
+            .await;
+        self.answer("CreateToken", result)
+    }
+
+    /// `ListTokens`.
+    pub async fn tokens(&mut self) -> Result<Vec<TokenInfo>, CliError> {
+        let result = self.client.list_tokens(ListTokensRequest {}).await;
+        self.answer("ListTokens", result).map(|r| r.tokens)
+    }
+
+    /// `RevokeToken`.
+    pub async fn revoke_token(&mut self, name: &str) -> Result<Option<TokenInfo>, CliError> {
+        let result = self
+            .client
+            .revoke_token(RevokeTokenRequest {
+                name: name.to_owned(),
+            })
+            .await;
+        self.answer("RevokeToken", result).map(|r| r.revoked)
+    }
+
+    /// `SetThrottle`.
+    pub async fn set_throttle(
+        &mut self,
+        req: SetThrottleRequest,
+    ) -> Result<Option<ThrottleLimit>, CliError> {
+        let result = self.client.set_throttle(req).await;
+        self.answer("SetThrottle", result).map(|r| r.limit)
+    }
+
+    /// `ListThrottles`.
+    pub async fn throttles(&mut self) -> Result<Vec<ThrottleLimit>, CliError> {
+        let result = self.client.list_throttles(ListThrottlesRequest {}).await;
+        self.answer("ListThrottles", result).map(|r| r.limits)
+    }
+
+    /// `ExportAudit`, collected.
+    pub async fn export_audit(
+        &mut self,
+        req: ExportAuditRequest,
+    ) -> Result<Vec<AuditEntry>, CliError> {
+        let result = self.client.export_audit(req).await;
+        let mut stream = self.answer("ExportAudit", result)?;
+        let mut out = Vec::new();
+        loop {
+            match stream.message().await {
+                Ok(Some(e)) => out.push(e),
+                Ok(None) => return Ok(out),
+                Err(status) => return Err(self.status_error("ExportAudit", status)),
+            }
+        }
+    }
+
     /// Unwrap a response, or turn its status into an error an admin can act on.
     fn answer<T>(
         &self,
@@ -460,7 +816,29 @@ pub async fn execute<W: io::Write>(
     command: &Command,
     out: &mut W,
 ) -> Result<(), CliError> {
+    if let Some(flat) = command.as_flat() {
+        return Box::pin(execute(session, &flat, out)).await;
+    }
     let text = match command {
+        Command::Tenant { .. } | Command::Ledger { .. } => unreachable!("as_flat"),
+        Command::Token { verb } => token_command(session, verb).await?,
+        Command::Throttle { verb } => throttle_command(session, verb).await?,
+        Command::Audit {
+            verb:
+                AuditVerb::Export {
+                    from_ms,
+                    to_ms,
+                    json,
+                },
+        } => {
+            let entries = session
+                .export_audit(ExportAuditRequest {
+                    from_ms: *from_ms,
+                    to_ms: *to_ms,
+                })
+                .await?;
+            render_audit(&entries, *json)
+        }
         Command::Stats { json } => {
             let stats = session.stats().await?;
             if *json {
@@ -489,7 +867,13 @@ pub async fn execute<W: io::Write>(
                 render_paused(&pauses)
             }
         }
-        Command::Consent { tenant, number } => {
+        Command::Consent { tenant, number, .. } => {
+            let (Some(tenant), Some(number)) = (tenant, number) else {
+                return Err(CliError::Usage(
+                    "consent: write `consent get TENANT NUMBER` (or `consent TENANT NUMBER`)"
+                        .into(),
+                ));
+            };
             let c = session.consent(tenant, number).await?;
             render_consent(&c.number, &c.purposes)
         }
@@ -567,6 +951,157 @@ pub async fn execute<W: io::Write>(
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(CliError::Output)
+}
+
+async fn token_command(session: &mut AdminSession, verb: &TokenVerb) -> Result<String, CliError> {
+    Ok(match verb {
+        TokenVerb::Create { name, role, json } => {
+            let r = session.create_token(name, role).await?;
+            if *json {
+                json_line(&json!({"name": name, "role": role, "token": r.token}))
+            } else {
+                format!(
+                    "created token {name} (role {role}); it is shown once, store it now:\n{}\n",
+                    r.token
+                )
+            }
+        }
+        TokenVerb::List { json } => {
+            let tokens = session.tokens().await?;
+            if *json {
+                json_line(&Value::Array(
+                    tokens
+                        .iter()
+                        .map(|t| {
+                            json!({"name": t.name, "role": t.role,
+                                   "created_at_ms": t.created_at_ms, "created_by": t.created_by})
+                        })
+                        .collect(),
+                ))
+            } else if tokens.is_empty() {
+                "no named token (control.token is the bootstrap admin)\n".into()
+            } else {
+                let rows: Vec<Vec<String>> = tokens
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.name.clone(),
+                            t.role.clone(),
+                            format_epoch_ms(t.created_at_ms),
+                            t.created_by.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["NAME", "ROLE", "CREATED", "BY"], &rows, &[Align::Left; 4])
+            }
+        }
+        TokenVerb::Revoke { name } => {
+            let old = session.revoke_token(name).await?;
+            format!(
+                "revoked token {name}{}\n",
+                old.map(|t| format!(" (role {})", t.role))
+                    .unwrap_or_default()
+            )
+        }
+    })
+}
+
+async fn throttle_command(
+    session: &mut AdminSession,
+    verb: &ThrottleVerb,
+) -> Result<String, CliError> {
+    let row = |l: &ThrottleLimit| {
+        vec![
+            l.lane.clone(),
+            format!("{}/{}", l.segments, l.per),
+            if l.burst == 0 {
+                "-".to_owned()
+            } else {
+                l.burst.to_string()
+            },
+            format_epoch_ms(l.set_at_ms),
+        ]
+    };
+    Ok(match verb {
+        ThrottleVerb::Set {
+            lane,
+            segments,
+            per,
+            burst,
+        } => {
+            let l = session
+                .set_throttle(SetThrottleRequest {
+                    lane: lane.clone(),
+                    segments: *segments,
+                    per: per.clone(),
+                    burst: *burst,
+                })
+                .await?;
+            match l {
+                Some(l) => format!(
+                    "throttle {} set to {} segments per {} on every instance\n",
+                    l.lane, l.segments, l.per
+                ),
+                None => format!("throttle {lane} set\n"),
+            }
+        }
+        ThrottleVerb::List { json } => {
+            let limits = session.throttles().await?;
+            if *json {
+                json_line(&Value::Array(
+                    limits
+                        .iter()
+                        .map(|l| {
+                            json!({"lane": l.lane, "segments": l.segments, "per": l.per,
+                                   "burst": l.burst, "set_at_ms": l.set_at_ms})
+                        })
+                        .collect(),
+                ))
+            } else if limits.is_empty() {
+                "no live throttle limit (the carrier table applies)\n".into()
+            } else {
+                let rows: Vec<Vec<String>> = limits.iter().map(row).collect();
+                table(&["LANE", "RATE", "BURST", "SET"], &rows, &[Align::Left; 4])
+            }
+        }
+    })
+}
+
+/// `audit export`: a table, or one JSON object per line.
+pub fn render_audit(entries: &[AuditEntry], json: bool) -> String {
+    if json {
+        let mut text = String::new();
+        for e in entries {
+            let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+            text.push_str(&json_record(&json!({
+                "id": e.id, "who": e.who, "role": e.role, "what": e.what,
+                "target": e.target, "before": parse(&e.before), "after": parse(&e.after),
+                "at_ms": e.at_ms, "request_id": e.request_id,
+            })));
+        }
+        return text;
+    }
+    if entries.is_empty() {
+        return "the audit trail is empty\n".into();
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                format_epoch_ms(e.at_ms),
+                format!("{} ({})", e.who, e.role),
+                e.what.clone(),
+                e.target.clone(),
+                e.before.clone(),
+                e.after.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["AT", "WHO", "WHAT", "TARGET", "BEFORE", "AFTER"],
+        &rows,
+        &[Align::Left; 6],
+    )
 }
 
 /// A number's consent as a table.
@@ -859,6 +1394,13 @@ fn format_epoch_ms(ms: i64) -> String {
 
 fn or_dash(s: &str) -> &str {
     if s.is_empty() { "-" } else { s }
+}
+
+/// One JSON object on one line (JSON lines, for exports).
+fn json_record(value: &Value) -> String {
+    let mut text = value.to_string();
+    text.push('\n');
+    text
 }
 
 fn json_line(value: &Value) -> String {

@@ -133,6 +133,44 @@ impl Control for FakeEngine {
         Err(Status::unimplemented("fake"))
     }
 
+    // Tokens and the audit trail are tested against the real engine
+    // (engine/tests/control.rs).
+    async fn create_token(
+        &self,
+        _request: Request<herald_control::v1::CreateTokenRequest>,
+    ) -> Result<Response<herald_control::v1::CreateTokenResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn list_tokens(
+        &self,
+        _request: Request<herald_control::v1::ListTokensRequest>,
+    ) -> Result<Response<herald_control::v1::ListTokensResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn revoke_token(
+        &self,
+        _request: Request<herald_control::v1::RevokeTokenRequest>,
+    ) -> Result<Response<herald_control::v1::RevokeTokenResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    type ExportAuditStream = std::pin::Pin<
+        Box<
+            dyn futures::Stream<Item = Result<herald_control::v1::AuditEntry, Status>>
+                + Send
+                + 'static,
+        >,
+    >;
+
+    async fn export_audit(
+        &self,
+        _request: Request<herald_control::v1::ExportAuditRequest>,
+    ) -> Result<Response<Self::ExportAuditStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn export_consent(
         &self,
         _request: Request<herald_control::v1::ExportConsentRequest>,

@@ -61,6 +61,13 @@ pub const HELD_PREFIX: &str = "herald:held:";
 /// The tenants that have held messages (a set), so every instance can
 /// release a resumed tenant's stragglers.
 pub const HELD_TENANTS: &str = "herald:held";
+/// Control-plane tokens: name → JSON `{hash, role, created_at_ms,
+/// created_by}` (the SHA-256 of the token, never the token). Written by
+/// `CreateToken` / `RevokeToken`.
+pub const TOKENS: &str = "herald:tokens";
+/// The control plane's audit trail (append-only stream): every accepted
+/// change with who, role, what, target, before, after, at, request_id.
+pub const AUDIT: &str = "herald:audit";
 /// Live throttle limits: lane (`carrier:att`, `sender:+1…`) → JSON.
 pub const THROTTLES: &str = "herald:throttles";
 /// The consent audit stream (append-only) and change feed.

@@ -262,8 +262,8 @@ pub async fn run(
             admin.clone(),
             Arc::clone(&guard),
             release,
+            cfg.control.token.clone(),
         ),
-        cfg.control.token.expose().to_string(),
         cfg.control.tls.clone(),
         http_stop.clone(),
     ));

@@ -386,3 +386,274 @@ async fn consent_is_set_read_and_exported_over_the_control_plane() {
     assert!(other.message().await.unwrap().is_none());
     herald.stop().await.expect("clean stop");
 }
+
+/// `heraldctl` as an admin would run it.
+async fn heraldctl(grpc: u16, token: &str, args: &[&str]) -> Result<String, String> {
+    use clap::Parser as _;
+    let endpoint = format!("http://127.0.0.1:{grpc}");
+    let base = ["heraldctl", "--endpoint", &endpoint, "--token", token];
+    let cli = herald_control::cli::Cli::try_parse_from(base.iter().chain(args))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    herald_control::cli::run(&cli, &mut out)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8(out).expect("utf-8"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_limit_what_a_token_may_change_and_every_change_is_audited_once() {
+    use herald_control::v1::{
+        CreateTokenRequest, ExportAuditRequest, RevokeTokenRequest, SetConsentRequest,
+        SetThrottleRequest,
+    };
+    use tonic::Code;
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let grpc = free_port();
+    let env = vec![
+        (
+            "HERALD_CONTROL__LISTEN".to_string(),
+            format!("127.0.0.1:{grpc}"),
+        ),
+        ("HERALD_CONTROL__TOKEN".to_string(), TOKEN.to_string()),
+    ];
+    let herald = Herald::start_env(
+        &config_text(&redis, &mock.base_url(), free_port(), FAST_DISPATCH),
+        env,
+    )
+    .await;
+    let mut conn = redis.conn().await;
+    let mut admin = client(grpc, TOKEN).await;
+
+    // The bootstrap admin creates one token per role; each is shown once.
+    let mut tokens = std::collections::HashMap::new();
+    for (name, role) in [
+        ("rita", "read"),
+        ("otto", "operator"),
+        ("cleo", "compliance"),
+    ] {
+        let r = admin
+            .create_token(CreateTokenRequest {
+                name: name.into(),
+                role: role.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.info.as_ref().map(|i| i.role.as_str()), Some(role));
+        tokens.insert(name, r.token);
+    }
+    let err = admin
+        .create_token(CreateTokenRequest {
+            name: "rita".into(),
+            role: "admin".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let err = admin
+        .create_token(CreateTokenRequest {
+            name: "root".into(),
+            role: "superuser".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // Stored hashed: Redis never holds a token.
+    let stored: Vec<String> = redis::cmd("HVALS")
+        .arg("herald:tokens")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 3);
+    for t in tokens.values() {
+        assert!(stored.iter().all(|s| !s.contains(t.as_str())));
+    }
+
+    let mut read = client(grpc, &tokens["rita"]).await;
+    let mut ops = client(grpc, &tokens["otto"]).await;
+    let mut comp = client(grpc, &tokens["cleo"]).await;
+    let pause = |tenant: &str| PauseTenantRequest {
+        tenant: tenant.into(),
+        reason: "incident 7".into(),
+        drop: false,
+    };
+    let throttle = SetThrottleRequest {
+        lane: "sender:+14155550100".into(),
+        segments: 5,
+        per: "second".into(),
+        burst: 0,
+    };
+    let revoke = SetConsentRequest {
+        tenant: "acme".into(),
+        number: number(7),
+        state: "revoked".into(),
+        evidence: "letter of 2026-12-01".into(),
+        by: "cleo".into(),
+        ..Default::default()
+    };
+
+    // `read` reads and changes nothing.
+    read.get_stats(GetStatsRequest {}).await.unwrap();
+    read.list_paused_tenants(ListPausedTenantsRequest {})
+        .await
+        .unwrap();
+    let denied = [
+        read.pause_tenant(pause("acme")).await.unwrap_err(),
+        read.set_throttle(throttle.clone()).await.unwrap_err(),
+        read.set_consent(revoke.clone()).await.unwrap_err(),
+        read.create_token(CreateTokenRequest {
+            name: "x".into(),
+            role: "admin".into(),
+        })
+        .await
+        .unwrap_err(),
+        read.export_audit(ExportAuditRequest::default())
+            .await
+            .unwrap_err(),
+    ];
+    for e in &denied {
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    }
+    assert!(
+        denied[0].message().contains("`rita` has role `read`"),
+        "{}",
+        denied[0].message()
+    );
+    // `operator`: pauses and throttles, not consent or tokens.
+    ops.pause_tenant(pause("acme")).await.unwrap();
+    ops.set_throttle(throttle.clone()).await.unwrap();
+    assert_eq!(
+        ops.set_consent(revoke.clone()).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    // `compliance`: consent, not pauses.
+    comp.set_consent(revoke.clone()).await.unwrap();
+    assert_eq!(
+        comp.pause_tenant(pause("globex")).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    // Out of `revoked` only with evidence.
+    let err = comp
+        .set_consent(SetConsentRequest {
+            state: "unknown".into(),
+            evidence: String::new(),
+            ..revoke.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("out of `revoked`"),
+        "{}",
+        err.message()
+    );
+
+    // A revoked token is refused at once; so is a made-up one.
+    admin
+        .revoke_token(RevokeTokenRequest {
+            name: "rita".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        read.get_stats(GetStatsRequest {}).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        client(grpc, "hrld_made-up")
+            .await
+            .get_stats(GetStatsRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+
+    // Every accepted change, once, with who, before and after; refusals
+    // changed nothing and are not there.
+    let out = heraldctl(grpc, &tokens["cleo"], &["audit", "export", "--json"])
+        .await
+        .unwrap();
+    let entries: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let what: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["what"].as_str().unwrap(),
+                e["who"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let n7 = format!("acme/{}", number(7));
+    assert_eq!(
+        what,
+        [
+            ("token.create", "bootstrap", "rita"),
+            ("token.create", "bootstrap", "otto"),
+            ("token.create", "bootstrap", "cleo"),
+            ("tenant.pause", "otto", "acme"),
+            ("throttle.set", "otto", "sender:+14155550100"),
+            ("consent.set", "cleo", n7.as_str()),
+            ("token.revoke", "bootstrap", "rita"),
+        ]
+    );
+    let pause_entry = &entries[3];
+    assert_eq!(pause_entry["role"], "operator");
+    assert!(pause_entry["before"].is_null());
+    assert_eq!(pause_entry["after"]["reason"], "incident 7");
+    assert!(
+        pause_entry["request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("req-")
+    );
+    let consent_entry = &entries[5];
+    assert_eq!(consent_entry["before"]["collections"]["state"], "unknown");
+    assert_eq!(consent_entry["after"]["collections"]["state"], "revoked");
+    assert_eq!(entries[4]["after"]["segments"], 5);
+
+    // heraldctl: NOUN VERB, the flat alias, a table, and a refusal that
+    // fails the command.
+    let out = heraldctl(grpc, TOKEN, &["token", "list"]).await.unwrap();
+    assert!(out.starts_with("NAME"), "{out}");
+    assert!(
+        out.contains("otto") && out.contains("operator") && !out.contains("rita"),
+        "{out}"
+    );
+    let out = heraldctl(grpc, TOKEN, &["tenant", "list"]).await.unwrap();
+    assert!(out.contains("acme") && out.contains("incident 7"), "{out}");
+    assert_eq!(heraldctl(grpc, TOKEN, &["paused"]).await.unwrap(), out);
+    let out = heraldctl(grpc, TOKEN, &["throttle", "list"]).await.unwrap();
+    assert!(
+        out.contains("sender:+14155550100") && out.contains("5/second"),
+        "{out}"
+    );
+    let err = heraldctl(
+        grpc,
+        &tokens["otto"],
+        &["token", "create", "eve", "--role", "admin"],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("PermissionDenied") || err.contains("needs admin"),
+        "{err}"
+    );
+    let out = heraldctl(grpc, TOKEN, &["consent", "get", "acme", &number(7)])
+        .await
+        .unwrap();
+    assert!(out.contains("revoked"), "{out}");
+    assert_eq!(
+        heraldctl(grpc, TOKEN, &["consent", "acme", &number(7)])
+            .await
+            .unwrap(),
+        out
+    );
+    herald.stop().await.unwrap();
+}

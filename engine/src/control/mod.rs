@@ -1,7 +1,10 @@
 //! The gRPC control service (`herald.control.v1.Control`), served on
-//! `control.listen` behind the admin bearer token (`control.token`; an empty
-//! token refuses every call).
+//! `control.listen`. Every call presents a bearer token: `control.token`
+//! (the bootstrap admin) or a named token with a role ([`access`]); every
+//! accepted change is appended to the audit trail ([`audit`]).
 
+pub mod access;
+pub mod audit;
 pub mod config;
 
 use std::sync::Arc;
@@ -25,7 +28,10 @@ use crate::conn::Conn;
 use crate::dispatch::Dispatcher;
 use crate::keys;
 use crate::model::valid_tenant;
+use crate::secret::Secret;
 use crate::tenants;
+use access::{Need, Principal};
+use serde_json::{Value, json};
 
 /// The control service of one instance.
 pub struct ControlService {
@@ -34,6 +40,14 @@ pub struct ControlService {
     started: Instant,
     guard: Arc<crate::consent::guard::LedgerGuard>,
     release: tenants::Release,
+    /// `control.token`: the bootstrap admin; empty, only named tokens.
+    bootstrap: Secret,
+}
+
+/// The caller of an accepted call and its request id.
+struct Caller {
+    who: Principal,
+    request_id: String,
 }
 
 impl ControlService {
@@ -42,6 +56,7 @@ impl ControlService {
         conn: Conn,
         guard: Arc<crate::consent::guard::LedgerGuard>,
         release: tenants::Release,
+        bootstrap: Secret,
     ) -> Self {
         ControlService {
             d,
@@ -49,7 +64,73 @@ impl ControlService {
             started: Instant::now(),
             guard,
             release,
+            bootstrap,
         }
+    }
+
+    /// Who calls, if its token may do what `need` asks (`what` names the
+    /// call in the refusal).
+    async fn caller<T>(&self, req: &Request<T>, need: Need, what: &str) -> Result<Caller, Status> {
+        let mut conn = self.conn.clone();
+        let who = access::authorize(
+            &mut conn,
+            req.metadata(),
+            self.bootstrap.expose(),
+            need,
+            what,
+        )
+        .await?;
+        Ok(Caller {
+            who,
+            request_id: audit::request_id(req.metadata()),
+        })
+    }
+
+    /// Append an accepted change to the audit trail, and log it.
+    async fn audited(
+        &self,
+        caller: &Caller,
+        what: &str,
+        target: &str,
+        before: Value,
+        after: Value,
+    ) -> Result<(), Status> {
+        tracing::warn!(
+            who = %caller.who.name,
+            role = caller.who.role.as_str(),
+            what,
+            target,
+            request_id = %caller.request_id,
+            "control-plane change"
+        );
+        let mut conn = self.conn.clone();
+        audit::append(
+            &mut conn,
+            &audit::Change {
+                who: &caller.who,
+                what,
+                target,
+                before,
+                after,
+                request_id: &caller.request_id,
+                at_ms: now_ms(),
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+fn pause_json(p: &tenants::Pause) -> Value {
+    json!({"reason": p.reason, "paused_at_ms": p.paused_at_ms, "drop": p.drop})
+}
+
+fn token_info(name: String, t: &access::StoredToken) -> herald_control::v1::TokenInfo {
+    herald_control::v1::TokenInfo {
+        name,
+        role: t.role.as_str().into(),
+        created_at_ms: t.created_at_ms,
+        created_by: t.created_by.clone(),
     }
 }
 
@@ -73,8 +154,9 @@ fn tenant_arg(t: &str) -> Result<(), Status> {
 impl Control for ControlService {
     async fn get_stats(
         &self,
-        _req: Request<GetStatsRequest>,
+        req: Request<GetStatsRequest>,
     ) -> Result<Response<GetStatsResponse>, Status> {
+        self.caller(&req, Need::Read, "GetStats").await?;
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         for p in 0..self.d.queue.partitions {
@@ -123,6 +205,7 @@ impl Control for ControlService {
         &self,
         req: Request<PauseTenantRequest>,
     ) -> Result<Response<PauseTenantResponse>, Status> {
+        let caller = self.caller(&req, Need::Operate, "PauseTenant").await?;
         let req = req.into_inner();
         tenant_arg(&req.tenant)?;
         let mut conn = self.conn.clone();
@@ -133,7 +216,14 @@ impl Control for ControlService {
             .await
             .map_err(unavailable)?;
         if changed {
-            tracing::warn!(tenant = %req.tenant, reason = %req.reason, drop = req.drop, "tenant paused");
+            self.audited(
+                &caller,
+                "tenant.pause",
+                &req.tenant,
+                Value::Null,
+                pause_json(&pause),
+            )
+            .await?;
         }
         Ok(Response::new(PauseTenantResponse {
             pause: Some(TenantPause {
@@ -150,9 +240,14 @@ impl Control for ControlService {
         &self,
         req: Request<ResumeTenantRequest>,
     ) -> Result<Response<ResumeTenantResponse>, Status> {
+        let caller = self.caller(&req, Need::Operate, "ResumeTenant").await?;
         let req = req.into_inner();
         tenant_arg(&req.tenant)?;
         let mut conn = self.conn.clone();
+        let before = tenants::list(&mut conn)
+            .await
+            .map_err(unavailable)?
+            .remove(&req.tenant);
         let changed = self
             .d
             .pauses
@@ -164,7 +259,14 @@ impl Control for ControlService {
             .map_err(unavailable)?
             .unwrap_or(0);
         if changed {
-            tracing::warn!(tenant = %req.tenant, released, "tenant resumed");
+            self.audited(
+                &caller,
+                "tenant.resume",
+                &req.tenant,
+                before.as_ref().map_or(Value::Null, pause_json),
+                json!({"released": released}),
+            )
+            .await?;
         }
         Ok(Response::new(ResumeTenantResponse { changed, released }))
     }
@@ -173,6 +275,7 @@ impl Control for ControlService {
         &self,
         req: Request<GetConsentRequest>,
     ) -> Result<Response<GetConsentResponse>, Status> {
+        self.caller(&req, Need::Read, "GetConsent").await?;
         let req = req.into_inner();
         tenant_arg(&req.tenant)?;
         let number = number_arg(&req.number)?;
@@ -191,6 +294,7 @@ impl Control for ControlService {
         use crate::consent::ConsentKind;
         use crate::consent::ledger::{Change, Only};
         use crate::consent::replica::PurposeState;
+        let caller = self.caller(&req, Need::Comply, "SetConsent").await?;
         let req = req.into_inner();
         tenant_arg(&req.tenant)?;
         let number = number_arg(&req.number)?;
@@ -246,6 +350,19 @@ impl Control for ControlService {
         };
         let at_ms = if req.at_ms == 0 { now_ms() } else { req.at_ms };
         let mut conn = self.conn.clone();
+        let before = consent_now(&mut conn, &req.tenant, number).await?;
+        // Out of `revoked` only with evidence: a revocation is the one
+        // state a mistake must not silently undo.
+        let leaves_revoked = before.iter().any(|p| {
+            p.state == "revoked"
+                && purposes.iter().any(|c| c.as_str() == p.purpose)
+                && !matches!(state, PurposeState::Revoked)
+        });
+        if leaves_revoked && req.evidence.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "`evidence` is required to move a number out of `revoked`",
+            ));
+        }
         let recorded = self
             .d
             .consent
@@ -265,14 +382,28 @@ impl Control for ControlService {
             )
             .await
             .map_err(unavailable)?;
-        tracing::warn!(
-            tenant = %req.tenant,
-            by = %req.by,
-            state = %req.state,
-            changed = recorded.changed.len(),
-            "consent set over the control plane"
-        );
         let purposes_now = consent_now(&mut conn, &req.tenant, number).await?;
+        if !recorded.changed.is_empty() {
+            let view = |ps: &[PurposeConsent]| -> Value {
+                ps.iter()
+                    .map(|p| (p.purpose.clone(), json!({"state": p.state, "kind": p.kind, "evidence": p.evidence, "by": p.by})))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into()
+            };
+            let target = format!(
+                "{}/{}",
+                req.tenant,
+                crate::model::E164::render(number).as_str()
+            );
+            self.audited(
+                &caller,
+                "consent.set",
+                &target,
+                view(&before),
+                view(&purposes_now),
+            )
+            .await?;
+        }
         Ok(Response::new(SetConsentResponse {
             changed: recorded
                 .changed
@@ -291,6 +422,7 @@ impl Control for ControlService {
         &self,
         req: Request<ExportConsentRequest>,
     ) -> Result<Response<Self::ExportConsentStream>, Status> {
+        self.caller(&req, Need::Comply, "ExportConsent").await?;
         let req = req.into_inner();
         if !req.tenant.is_empty() {
             tenant_arg(&req.tenant)?;
@@ -376,6 +508,7 @@ impl Control for ControlService {
         req: Request<SetThrottleRequest>,
     ) -> Result<Response<SetThrottleResponse>, Status> {
         use crate::throttle::live;
+        let caller = self.caller(&req, Need::Operate, "SetThrottle").await?;
         let req = req.into_inner();
         let o = live::Override {
             segments: req.segments,
@@ -406,10 +539,26 @@ impl Control for ControlService {
             }
         }
         let mut conn = self.conn.clone();
+        let before = live::list(&mut conn)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .find(|(lane, _)| *lane == req.lane)
+            .map_or(
+                Value::Null,
+                |(_, b)| json!({"segments": b.segments, "per": b.per, "burst": b.burst}),
+            );
         live::store(&mut conn, &req.lane, &o)
             .await
             .map_err(unavailable)?;
-        tracing::warn!(lane = %req.lane, segments = o.segments, per = %o.per, "throttle set over the control plane");
+        self.audited(
+            &caller,
+            "throttle.set",
+            &req.lane,
+            before,
+            json!({"segments": o.segments, "per": o.per, "burst": o.burst}),
+        )
+        .await?;
         Ok(Response::new(SetThrottleResponse {
             limit: Some(ThrottleLimit {
                 lane: req.lane,
@@ -423,8 +572,9 @@ impl Control for ControlService {
 
     async fn list_throttles(
         &self,
-        _req: Request<ListThrottlesRequest>,
+        req: Request<ListThrottlesRequest>,
     ) -> Result<Response<ListThrottlesResponse>, Status> {
+        self.caller(&req, Need::Read, "ListThrottles").await?;
         let mut conn = self.conn.clone();
         let all = crate::throttle::live::list(&mut conn)
             .await
@@ -447,6 +597,7 @@ impl Control for ControlService {
         &self,
         req: Request<ConfirmLedgerRequest>,
     ) -> Result<Response<ConfirmLedgerResponse>, Status> {
+        let caller = self.caller(&req, Need::Comply, "ConfirmLedger").await?;
         let req = req.into_inner();
         if req.by.trim().is_empty() || req.reason.trim().is_empty() {
             return Err(Status::invalid_argument(
@@ -471,6 +622,14 @@ impl Control for ControlService {
             old_epoch = %self.guard.epoch(),
             "consent ledger confirmed over the control plane"
         );
+        self.audited(
+            &caller,
+            "ledger.confirm",
+            "consent ledger",
+            json!({"epoch": self.guard.epoch().to_string()}),
+            json!({"epoch": confirmed.epoch, "restored": confirmed.restored, "by": req.by, "reason": req.reason}),
+        )
+        .await?;
         Ok(Response::new(ConfirmLedgerResponse {
             epoch: confirmed.epoch,
             restored: confirmed.restored,
@@ -479,8 +638,9 @@ impl Control for ControlService {
 
     async fn list_paused_tenants(
         &self,
-        _req: Request<ListPausedTenantsRequest>,
+        req: Request<ListPausedTenantsRequest>,
     ) -> Result<Response<ListPausedTenantsResponse>, Status> {
+        self.caller(&req, Need::Read, "ListPausedTenants").await?;
         let mut conn = self.conn.clone();
         let all = tenants::list(&mut conn).await.map_err(unavailable)?;
         Ok(Response::new(ListPausedTenantsResponse {
@@ -494,6 +654,140 @@ impl Control for ControlService {
                 })
                 .collect(),
         }))
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<herald_control::v1::CreateTokenRequest>,
+    ) -> Result<Response<herald_control::v1::CreateTokenResponse>, Status> {
+        let caller = self.caller(&req, Need::Admin, "CreateToken").await?;
+        let req = req.into_inner();
+        let Some(role) = access::Role::from_name(&req.role) else {
+            return Err(Status::invalid_argument(format!(
+                "role `{}`: read, operator, compliance or admin",
+                req.role
+            )));
+        };
+        let mut conn = self.conn.clone();
+        let (token, stored) =
+            access::create(&mut conn, &req.name, role, &caller.who.name, now_ms()).await?;
+        self.audited(
+            &caller,
+            "token.create",
+            &req.name,
+            Value::Null,
+            json!({"role": role.as_str()}),
+        )
+        .await?;
+        Ok(Response::new(herald_control::v1::CreateTokenResponse {
+            token,
+            info: Some(token_info(req.name, &stored)),
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        req: Request<herald_control::v1::ListTokensRequest>,
+    ) -> Result<Response<herald_control::v1::ListTokensResponse>, Status> {
+        self.caller(&req, Need::Read, "ListTokens").await?;
+        let mut conn = self.conn.clone();
+        let all = access::list(&mut conn).await?;
+        Ok(Response::new(herald_control::v1::ListTokensResponse {
+            tokens: all
+                .into_iter()
+                .map(|(name, t)| token_info(name, &t))
+                .collect(),
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<herald_control::v1::RevokeTokenRequest>,
+    ) -> Result<Response<herald_control::v1::RevokeTokenResponse>, Status> {
+        let caller = self.caller(&req, Need::Admin, "RevokeToken").await?;
+        let req = req.into_inner();
+        let mut conn = self.conn.clone();
+        let Some(old) = access::revoke(&mut conn, &req.name).await? else {
+            return Err(Status::not_found(format!("no token named `{}`", req.name)));
+        };
+        self.audited(
+            &caller,
+            "token.revoke",
+            &req.name,
+            json!({"role": old.role.as_str()}),
+            Value::Null,
+        )
+        .await?;
+        Ok(Response::new(herald_control::v1::RevokeTokenResponse {
+            revoked: Some(token_info(req.name, &old)),
+        }))
+    }
+
+    type ExportAuditStream = std::pin::Pin<
+        Box<
+            dyn futures::Stream<Item = Result<herald_control::v1::AuditEntry, Status>>
+                + Send
+                + 'static,
+        >,
+    >;
+
+    async fn export_audit(
+        &self,
+        req: Request<herald_control::v1::ExportAuditRequest>,
+    ) -> Result<Response<Self::ExportAuditStream>, Status> {
+        self.caller(&req, Need::Comply, "ExportAudit").await?;
+        let req = req.into_inner();
+        let mut conn = self.conn.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let end = if req.to_ms == 0 {
+            "+".to_string()
+        } else {
+            format!("{}-18446744073709551615", req.to_ms)
+        };
+        let mut start = format!("{}-0", req.from_ms.max(0));
+        tokio::spawn(async move {
+            loop {
+                let page: redis::RedisResult<redis::streams::StreamRangeReply> =
+                    redis::cmd("XRANGE")
+                        .arg(keys::AUDIT)
+                        .arg(&start)
+                        .arg(&end)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn)
+                        .await;
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(unavailable(e))).await;
+                        return;
+                    }
+                };
+                let n = page.ids.len();
+                for entry in page.ids {
+                    start = format!("({}", entry.id);
+                    let text = |k: &str| entry.get::<String>(k).unwrap_or_default();
+                    let item = herald_control::v1::AuditEntry {
+                        who: text("who"),
+                        role: text("role"),
+                        what: text("what"),
+                        target: text("target"),
+                        before: text("before"),
+                        after: text("after"),
+                        at_ms: text("at").parse().unwrap_or(0),
+                        request_id: text("request_id"),
+                        id: entry.id,
+                    };
+                    if tx.send(Ok(item)).await.is_err() {
+                        return;
+                    }
+                }
+                if n < 1000 {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream_from(rx))))
     }
 }
 
@@ -558,7 +852,6 @@ async fn consent_now(
 pub async fn serve(
     listener: TcpListener,
     svc: ControlService,
-    token: String,
     tls: Option<config::ControlTls>,
     stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
@@ -569,10 +862,7 @@ pub async fn serve(
         server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
     server
-        .add_service(ControlServer::with_interceptor(
-            svc,
-            herald_control::auth::bearer_interceptor(token),
-        ))
+        .add_service(ControlServer::new(svc))
         .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
         .await
 }
