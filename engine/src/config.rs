@@ -496,6 +496,22 @@ mod tests {
             let got = err_text(text, env.clone());
             assert!(got.contains(want), "for {text:?}: {got:?} lacks {want:?}");
         }
+        // Rows that need a valid rest of the file.
+        let cases = [(
+            "[tenants.acme]\nsenders = [\"+14155550100\"]\n[tenants.globex]\nsenders = [\"+14155550100\"]",
+            "`tenants.globex.senders`: +14155550100 is already a sender of tenant `acme`",
+        )];
+        for (extra, want) in cases {
+            let text = format!("{MINIMAL}\n{extra}");
+            let got = err_text(&text, vec![]);
+            assert!(got.contains(want), "for {extra:?}: {got:?} lacks {want:?}");
+        }
+        let env = vec![("HERALD_CONTROL__RESUME_RATE".into(), "0".into())];
+        let got = err_text(MINIMAL, env);
+        assert!(
+            got.contains("`control.resume_rate`: must be at least 1"),
+            "{got:?}"
+        );
     }
 
     /// Each kind takes its own keys only: another kind's key is refused

@@ -599,6 +599,42 @@ async fn senders_belong_to_one_tenant_and_replies_reach_it() {
     herald.stop().await.expect("clean stop");
 }
 
+/// Without `from`, a message goes out from the provider's default sender:
+/// never when another tenant owns that number, or that tenant would get
+/// this one's replies, a STOP among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_sender_owned_by_another_tenant_is_refused() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let port = free_port();
+    // acme owns the provider's default sender +15005550006.
+    let text = config_text(&redis, &mock.base_url(), port, FAST_DISPATCH)
+        + "\n[tenants.acme]\nsenders = [\"+15005550006\"]\n[tenants.globex]\n";
+    let herald = Herald::start(&text).await;
+    let mut conn = redis.conn().await;
+    let msgs = vec![
+        tenant_msg("a-default", "acme", &number(1), None),
+        tenant_msg("g-default", "globex", &number(2), None),
+    ];
+    xadd_raw(&mut conn, 4, &msgs).await;
+    let ev = wait_events(&mut conn, "2 decisions", T, |ev| ev.len() >= 2).await;
+    let status = |id: &str| {
+        ev.iter().find(|e| e["id"] == id).map(|e| {
+            (
+                e["status"].clone(),
+                e.get("reason").cloned().unwrap_or_default(),
+            )
+        })
+    };
+    assert_eq!(status("a-default"), Some(("sent".into(), String::new())));
+    assert_eq!(
+        status("g-default"),
+        Some(("rejected".into(), "unknown_sender".into()))
+    );
+    assert!(mock.recorded().iter().all(|r| r.body != "g-default"));
+    herald.stop().await.expect("clean stop");
+}
+
 /// A replayed signed webhook changes nothing: a START posted again after a
 /// later STOP leaves the number revoked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

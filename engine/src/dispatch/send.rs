@@ -71,6 +71,22 @@ impl Outgoing {
     }
 }
 
+impl Outgoing {
+    /// Reject the message without a request (its cap places are given
+    /// back by the writer).
+    fn reject(self, d: &Dispatcher, outcomes: &OutcomeSender, reason: Reason, detail: String) {
+        if self.probe {
+            d.providers.slots[usize::from(self.slot)]
+                .breaker
+                .return_probe();
+        }
+        let mut dec = Decision::new(self.msg, Status::Rejected, Some(reason), self.attempt);
+        dec.detail = Some(detail);
+        dec.caps = self.caps;
+        record(outcomes, self.partition, self.entry, self.permit, dec);
+    }
+}
+
 /// Record a decision about a valid message.
 pub(super) fn record(
     outcomes: &OutcomeSender,
@@ -150,6 +166,21 @@ pub(super) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// policy, caps, pins and more providers.
 pub(super) async fn send_task(d: Arc<Dispatcher>, outcomes: OutcomeSender, s: Outgoing) {
     let slot = &d.providers.slots[usize::from(s.slot)];
+    // Without `from` the provider's default sender is used: never one that
+    // another tenant owns, or that tenant would get this one's replies —
+    // a STOP among them (docs/contracts.md#ingest, `unknown_sender`).
+    if s.msg.from.is_none()
+        && let Some(default) = slot.default_sender.as_deref()
+        && let Some(owner) = d.policy.tenant_of_sender(default)
+        && owner != s.msg.tenant
+    {
+        let detail = format!(
+            "provider `{}` sends from {default} by default, a sender of tenant `{owner}`; give tenant `{}` a `from` of its own",
+            slot.name, s.msg.tenant
+        );
+        s.reject(&d, &outcomes, Reason::UnknownSender, detail);
+        return;
+    }
     // The account's concurrency bound: waited for at most half of
     // `claim_idle`, so no wait on the path lets the entry look abandoned;
     // past it the message goes back to the delayed set, unsent.
