@@ -427,79 +427,50 @@ impl Control for ControlService {
         if !req.tenant.is_empty() {
             tenant_arg(&req.tenant)?;
         }
-        let mut conn = self.conn.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let end = if req.to_ms == 0 {
-            "+".to_string()
-        } else {
-            format!("{}-18446744073709551615", req.to_ms)
-        };
-        let mut start = format!("{}-0", req.from_ms.max(0));
-        tokio::spawn(async move {
-            loop {
-                let page: redis::RedisResult<redis::streams::StreamRangeReply> =
-                    redis::cmd("XRANGE")
-                        .arg(crate::keys::CONSENT_AUDIT)
-                        .arg(&start)
-                        .arg(&end)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut conn)
-                        .await;
-                let page = match page {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = tx.send(Err(unavailable(e))).await;
-                        return;
-                    }
-                };
-                let n = page.ids.len();
-                for entry in page.ids {
-                    start = format!("({}", entry.id);
-                    let text = |k: &str| entry.get::<String>(k).unwrap_or_default();
-                    if !req.tenant.is_empty() && text("tenant") != req.tenant {
-                        continue;
-                    }
-                    let purposes: Vec<&str> = text("purposes")
-                        .chars()
-                        .filter_map(crate::consent::ledger::purpose_from_letter)
-                        .map(crate::model::Category::as_str)
-                        .collect();
-                    let state = text("state")
-                        .bytes()
+        let tenant = req.tenant;
+        let rx = stream_range(
+            self.conn.clone(),
+            crate::keys::CONSENT_AUDIT,
+            req.from_ms,
+            req.to_ms,
+            move |entry| {
+                let text = |k: &str| entry.get::<String>(k).unwrap_or_default();
+                if !tenant.is_empty() && text("tenant") != tenant {
+                    return None;
+                }
+                let purposes: Vec<&str> = text("purposes")
+                    .chars()
+                    .filter_map(crate::consent::ledger::purpose_from_letter)
+                    .map(crate::model::Category::as_str)
+                    .collect();
+                let state = text("state")
+                    .bytes()
+                    .next()
+                    .and_then(crate::consent::ledger::state_of_letter)
+                    .map(crate::consent::ledger::state_name)
+                    .unwrap_or("unknown");
+                Some(ConsentAuditEntry {
+                    recorded_ms: entry
+                        .id
+                        .split('-')
                         .next()
-                        .and_then(crate::consent::ledger::state_of_letter)
-                        .map(crate::consent::ledger::state_name)
-                        .unwrap_or("unknown");
-                    let item = ConsentAuditEntry {
-                        recorded_ms: entry
-                            .id
-                            .split('-')
-                            .next()
-                            .and_then(|m| m.parse().ok())
-                            .unwrap_or(0),
-                        tenant: text("tenant"),
-                        number: text("number")
-                            .parse::<u64>()
-                            .map(|n| crate::model::E164::render(n).as_str().to_string())
-                            .unwrap_or_default(),
-                        purposes: purposes.join(","),
-                        state: state.to_string(),
-                        source: text("source"),
-                        by: text("by"),
-                        evidence: text("evidence"),
-                        at_ms: text("at").parse().unwrap_or(0),
-                        id: entry.id,
-                    };
-                    if tx.send(Ok(item)).await.is_err() {
-                        return;
-                    }
-                }
-                if n < 1000 {
-                    return;
-                }
-            }
-        });
+                        .and_then(|m| m.parse().ok())
+                        .unwrap_or(0),
+                    tenant: text("tenant"),
+                    number: text("number")
+                        .parse::<u64>()
+                        .map(|n| crate::model::E164::render(n).as_str().to_string())
+                        .unwrap_or_default(),
+                    purposes: purposes.join(","),
+                    state: state.to_string(),
+                    source: text("source"),
+                    by: text("by"),
+                    evidence: text("evidence"),
+                    at_ms: text("at").parse().unwrap_or(0),
+                    id: entry.id,
+                })
+            },
+        );
         Ok(Response::new(Box::pin(tokio_stream_from(rx))))
     }
 
@@ -737,62 +708,88 @@ impl Control for ControlService {
     ) -> Result<Response<Self::ExportAuditStream>, Status> {
         self.caller(&req, Need::Comply, "ExportAudit").await?;
         let req = req.into_inner();
-        let mut conn = self.conn.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let end = if req.to_ms == 0 {
-            "+".to_string()
-        } else {
-            format!("{}-18446744073709551615", req.to_ms)
-        };
-        let mut start = format!("{}-0", req.from_ms.max(0));
-        tokio::spawn(async move {
-            loop {
-                let page: redis::RedisResult<redis::streams::StreamRangeReply> =
-                    redis::cmd("XRANGE")
-                        .arg(keys::AUDIT)
-                        .arg(&start)
-                        .arg(&end)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut conn)
-                        .await;
-                let page = match page {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = tx.send(Err(unavailable(e))).await;
-                        return;
-                    }
-                };
-                let n = page.ids.len();
-                for entry in page.ids {
-                    start = format!("({}", entry.id);
-                    let text = |k: &str| entry.get::<String>(k).unwrap_or_default();
-                    let item = herald_control::v1::AuditEntry {
-                        who: text("who"),
-                        role: text("role"),
-                        what: text("what"),
-                        target: text("target"),
-                        before: text("before"),
-                        after: text("after"),
-                        at_ms: text("at").parse().unwrap_or(0),
-                        request_id: text("request_id"),
-                        id: entry.id,
-                    };
-                    if tx.send(Ok(item)).await.is_err() {
-                        return;
-                    }
-                }
-                if n < 1000 {
-                    return;
-                }
-            }
-        });
+        let rx = stream_range(
+            self.conn.clone(),
+            keys::AUDIT,
+            req.from_ms,
+            req.to_ms,
+            |entry| {
+                let text = |k: &str| entry.get::<String>(k).unwrap_or_default();
+                Some(herald_control::v1::AuditEntry {
+                    who: text("who"),
+                    role: text("role"),
+                    what: text("what"),
+                    target: text("target"),
+                    before: text("before"),
+                    after: text("after"),
+                    at_ms: text("at").parse().unwrap_or(0),
+                    request_id: text("request_id"),
+                    id: entry.id,
+                })
+            },
+        );
         Ok(Response::new(Box::pin(tokio_stream_from(rx))))
     }
 }
 
 fn number_arg(n: &str) -> Result<u64, Status> {
     crate::model::parse_e164(n).map_err(Status::invalid_argument)
+}
+
+/// The entries of stream `key` from `from_ms` to `to_ms` (0: now), read a
+/// page at a time by a task and turned into items by `item` (`None` skips
+/// an entry); a Redis error ends the stream with `UNAVAILABLE`.
+fn stream_range<T, F>(
+    mut conn: Conn,
+    key: &'static str,
+    from_ms: i64,
+    to_ms: i64,
+    item: F,
+) -> tokio::sync::mpsc::Receiver<Result<T, Status>>
+where
+    T: Send + 'static,
+    F: Fn(redis::streams::StreamId) -> Option<T> + Send + 'static,
+{
+    const PAGE: usize = 1000;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let end = if to_ms == 0 {
+        "+".to_string()
+    } else {
+        format!("{to_ms}-18446744073709551615")
+    };
+    let mut start = format!("{}-0", from_ms.max(0));
+    tokio::spawn(async move {
+        loop {
+            let page: redis::RedisResult<redis::streams::StreamRangeReply> = redis::cmd("XRANGE")
+                .arg(key)
+                .arg(&start)
+                .arg(&end)
+                .arg("COUNT")
+                .arg(PAGE)
+                .query_async(&mut conn)
+                .await;
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = tx.send(Err(unavailable(e))).await;
+                    return;
+                }
+            };
+            let n = page.ids.len();
+            for entry in page.ids {
+                start = format!("({}", entry.id);
+                if let Some(v) = item(entry)
+                    && tx.send(Ok(v)).await.is_err()
+                {
+                    return;
+                }
+            }
+            if n < PAGE {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// A receiver as a stream (no tokio-stream dependency for one adapter).
