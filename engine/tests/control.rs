@@ -657,3 +657,67 @@ async fn roles_limit_what_a_token_may_change_and_every_change_is_audited_once() 
     );
     herald.stop().await.unwrap();
 }
+
+/// A message held after its tenant was resumed (an instance whose pause
+/// snapshot was still stale) is not stranded: every instance releases the
+/// held sets of tenants no longer paused within a second or so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_held_after_the_resume_is_released_by_the_sweep() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let herald = Herald::start(&config_text(
+        &redis,
+        &mock.base_url(),
+        free_port(),
+        FAST_DISPATCH,
+    ))
+    .await;
+    let mut conn = redis.conn().await;
+    // What the outcome writer leaves for a held message: its record with
+    // the entry's bytes and partition, a member of the tenant's held set.
+    let raw = tenant_msg("straggler", "acme", 42);
+    let () = redis::pipe()
+        .cmd("HSET")
+        .arg("herald:msg:acme:straggler")
+        .arg("msg")
+        .arg(&raw)
+        .arg("part")
+        .arg(0)
+        .arg("state")
+        .arg("deferred")
+        .ignore()
+        .cmd("ZADD")
+        .arg("herald:held:acme")
+        .arg(1)
+        .arg("acme:straggler")
+        .ignore()
+        .cmd("SADD")
+        .arg("herald:held")
+        .arg("acme")
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    wait_events(
+        &mut conn,
+        "the straggler sent",
+        Duration::from_secs(20),
+        |ev| {
+            ev.iter()
+                .any(|e| e["id"] == "straggler" && e["status"] == "sent")
+        },
+    )
+    .await;
+    let left: (u64, bool) = redis::pipe()
+        .cmd("ZCARD")
+        .arg("herald:held:acme")
+        .cmd("SISMEMBER")
+        .arg("herald:held")
+        .arg("acme")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, (0, false));
+    assert_eq!(mock.recorded().len(), 1);
+    herald.stop().await.unwrap();
+}
