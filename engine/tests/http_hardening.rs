@@ -234,7 +234,16 @@ async fn slowloris_connections_do_not_stop_a_real_client_and_are_closed() {
     // They were all open at Herald while it answered: every one still open
     // here, and accepted (its gauge counts this /metrics request too).
     let still_open = open.load(Ordering::SeqCst);
-    let gauge = metric(&metrics_text(port).await, "herald_http_connections", "");
+    // The gauge counts a connection once its task runs, which on a loaded
+    // machine may lag its accept a little: wait for it, briefly.
+    let mut gauge = 0.0;
+    for _ in 0..50 {
+        gauge = metric(&metrics_text(port).await, "herald_http_connections", "");
+        if gauge >= N as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         still_open, N,
         "connections closed before the client was measured (opening took {opened_in:?})"
