@@ -5,7 +5,7 @@
 
 use std::{error::Error as _, fmt::Write as _, io, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 use tonic::transport::{Certificate, ClientTlsConfig};
 use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
@@ -143,23 +143,11 @@ pub enum Command {
     /// held; `resume` sends them. With `--drop` (an emergency) they are
     /// `suppressed` / `paused` instead, a terminal outcome.
     #[command(hide = true)]
-    Pause {
-        /// Tenant name, as in the ingest `tenant` field.
-        tenant: String,
-        /// Why, recorded with the pause and shown by `paused`.
-        #[arg(long)]
-        reason: Option<String>,
-        /// Suppress the tenant's messages instead of holding them.
-        #[arg(long)]
-        drop: bool,
-    },
+    Pause(PauseArgs),
     /// Resume a paused tenant: its messages are decided normally again and
     /// the held ones are sent, spread at `control.resume_rate` per second.
     #[command(hide = true)]
-    Resume {
-        /// Tenant name.
-        tenant: String,
-    },
+    Resume(TenantArgs),
     /// List the tenants paused now.
     #[command(hide = true)]
     Paused {
@@ -182,54 +170,95 @@ pub enum Command {
     /// Grant, revoke, review or reset a number's consent (audited; applied
     /// by every instance within a second).
     #[command(hide = true)]
-    SetConsent {
-        /// Tenant name.
-        tenant: String,
-        /// E.164 number.
-        number: String,
-        /// granted, revoked, review or unknown.
-        state: String,
-        /// With `granted`: express or express_written.
-        #[arg(long)]
-        kind: Option<String>,
-        /// Purposes (repeat the flag); default all three.
-        #[arg(long = "purpose")]
-        purposes: Vec<String>,
-        /// What proves it (required to grant or revoke).
-        #[arg(long)]
-        evidence: Option<String>,
-        /// Who makes the change (for the audit trail).
-        #[arg(long, env = "USER")]
-        by: String,
-    },
+    SetConsent(SetConsentArgs),
     /// Confirm a consent ledger that every instance stopped on as suspect
     /// (Redis looked wiped or restored): sending resumes within a second.
     #[command(hide = true)]
-    ConfirmLedger {
-        /// First write the instance's in-memory consent back into Redis
-        /// (its revocations survived the wipe).
-        #[arg(long)]
-        restore: bool,
-        /// Why (audit evidence, e.g. the incident).
-        #[arg(long)]
-        reason: String,
-        /// Who confirms (for the audit trail).
-        #[arg(long, env = "USER")]
-        by: String,
-    },
+    ConfirmLedger(ConfirmLedgerArgs),
     /// Export the consent audit trail as JSON lines, oldest first.
     #[command(hide = true)]
-    ExportConsent {
-        /// Only this tenant.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// From this instant (ms since the epoch).
-        #[arg(long, default_value_t = 0)]
-        from_ms: i64,
-        /// Up to this instant (ms since the epoch); default now.
-        #[arg(long, default_value_t = 0)]
-        to_ms: i64,
-    },
+    ExportConsent(ExportConsentArgs),
+}
+
+/// `pause TENANT [--reason TEXT] [--drop]`, in both spellings.
+#[derive(Debug, Clone, Args)]
+pub struct PauseArgs {
+    /// Tenant name, as in the ingest `tenant` field.
+    pub tenant: String,
+    /// Why, recorded with the pause and in the audit trail.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Suppress the tenant's messages instead of holding them.
+    #[arg(long)]
+    pub drop: bool,
+}
+
+/// One tenant.
+#[derive(Debug, Clone, Args)]
+pub struct TenantArgs {
+    /// Tenant name.
+    pub tenant: String,
+}
+
+/// A tenant and a number.
+#[derive(Debug, Clone, Args)]
+pub struct NumberArgs {
+    /// Tenant name.
+    pub tenant: String,
+    /// E.164 number, e.g. +14155550123.
+    pub number: String,
+}
+
+/// `set-consent` / `consent set`.
+#[derive(Debug, Clone, Args)]
+pub struct SetConsentArgs {
+    /// Tenant name.
+    pub tenant: String,
+    /// E.164 number.
+    pub number: String,
+    /// granted, revoked, review or unknown.
+    pub state: String,
+    /// With `granted`: express or express_written.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Purposes (repeat the flag); default all three.
+    #[arg(long = "purpose")]
+    pub purposes: Vec<String>,
+    /// What proves it (required to grant or revoke, and to leave `revoked`).
+    #[arg(long)]
+    pub evidence: Option<String>,
+    /// Who makes the change (for the audit trail).
+    #[arg(long, env = "USER")]
+    pub by: String,
+}
+
+/// `confirm-ledger` / `ledger confirm`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfirmLedgerArgs {
+    /// First write the instance's in-memory consent back into Redis
+    /// (its revocations survived the wipe).
+    #[arg(long)]
+    pub restore: bool,
+    /// Why (audit evidence, e.g. the incident).
+    #[arg(long)]
+    pub reason: String,
+    /// Who confirms (for the audit trail).
+    #[arg(long, env = "USER")]
+    pub by: String,
+}
+
+/// `export-consent` / `consent export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportConsentArgs {
+    /// Only this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// From this instant (ms since the epoch).
+    #[arg(long, default_value_t = 0)]
+    pub from_ms: i64,
+    /// Up to this instant (ms since the epoch); default now.
+    #[arg(long, default_value_t = 0)]
+    pub to_ms: i64,
 }
 
 /// `heraldctl tenant …`
@@ -237,22 +266,10 @@ pub enum Command {
 pub enum TenantVerb {
     /// Pause a tenant on every instance: its messages are held (`deferred`
     /// / `paused`) until `resume`; with `--drop`, suppressed instead.
-    Pause {
-        /// Tenant name, as in the ingest `tenant` field.
-        tenant: String,
-        /// Why, recorded with the pause and in the audit trail.
-        #[arg(long)]
-        reason: Option<String>,
-        /// Suppress the tenant's messages instead of holding them.
-        #[arg(long)]
-        drop: bool,
-    },
+    Pause(PauseArgs),
     /// Resume a tenant: held messages are sent, spread at
     /// `control.resume_rate` per second.
-    Resume {
-        /// Tenant name, as in the ingest `tenant` field.
-        tenant: String,
-    },
+    Resume(TenantArgs),
     /// The tenants paused now.
     List {
         /// Print JSON instead of a table.
@@ -333,133 +350,19 @@ pub enum AuditVerb {
 #[derive(Debug, Clone, Subcommand)]
 pub enum LedgerVerb {
     /// Confirm a consent ledger every instance stopped on as suspect.
-    Confirm {
-        /// First write the instance's in-memory consent back into Redis.
-        #[arg(long)]
-        restore: bool,
-        /// Why (audit evidence, e.g. the incident).
-        #[arg(long)]
-        reason: String,
-        /// Who makes the change (for the audit trail).
-        #[arg(long, env = "USER")]
-        by: String,
-    },
+    Confirm(ConfirmLedgerArgs),
 }
 
 /// `heraldctl consent …`
 #[derive(Debug, Clone, Subcommand)]
 pub enum ConsentVerb {
     /// A number's consent per purpose, with its evidence.
-    Get {
-        /// Tenant name, as in the ingest `tenant` field.
-        tenant: String,
-        /// E.164 number, e.g. +14155550123.
-        number: String,
-    },
+    Get(NumberArgs),
     /// Grant, revoke, review or reset a number's consent (audited). Moving
     /// a number out of `revoked` needs `--evidence`.
-    Set {
-        /// Tenant name, as in the ingest `tenant` field.
-        tenant: String,
-        /// E.164 number, e.g. +14155550123.
-        number: String,
-        /// granted, revoked, review or unknown.
-        state: String,
-        /// With `granted`: express or express_written.
-        #[arg(long)]
-        kind: Option<String>,
-        /// Purposes (repeat the flag); default all three.
-        #[arg(long = "purpose")]
-        purposes: Vec<String>,
-        /// What proves it (required to grant or revoke, and to leave `revoked`).
-        #[arg(long)]
-        evidence: Option<String>,
-        /// Who makes the change (for the audit trail).
-        #[arg(long, env = "USER")]
-        by: String,
-    },
+    Set(SetConsentArgs),
     /// The consent audit trail as JSON lines, oldest first.
-    Export {
-        /// Tenant name, as in the ingest `tenant` field.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// From this instant (ms since the epoch).
-        #[arg(long, default_value_t = 0)]
-        from_ms: i64,
-        /// Up to this instant (ms since the epoch); default now.
-        #[arg(long, default_value_t = 0)]
-        to_ms: i64,
-    },
-}
-
-impl Command {
-    /// A `NOUN VERB` command that an earlier flat form already does, as
-    /// that form; `None` for everything else.
-    fn as_flat(&self) -> Option<Command> {
-        Some(match self {
-            Command::Tenant { verb } => match verb.clone() {
-                TenantVerb::Pause {
-                    tenant,
-                    reason,
-                    drop,
-                } => Command::Pause {
-                    tenant,
-                    reason,
-                    drop,
-                },
-                TenantVerb::Resume { tenant } => Command::Resume { tenant },
-                TenantVerb::List { json } => Command::Paused { json },
-            },
-            Command::Ledger {
-                verb:
-                    LedgerVerb::Confirm {
-                        restore,
-                        reason,
-                        by,
-                    },
-            } => Command::ConfirmLedger {
-                restore: *restore,
-                reason: reason.clone(),
-                by: by.clone(),
-            },
-            Command::Consent {
-                verb: Some(verb), ..
-            } => match verb.clone() {
-                ConsentVerb::Get { tenant, number } => Command::Consent {
-                    verb: None,
-                    tenant: Some(tenant),
-                    number: Some(number),
-                },
-                ConsentVerb::Set {
-                    tenant,
-                    number,
-                    state,
-                    kind,
-                    purposes,
-                    evidence,
-                    by,
-                } => Command::SetConsent {
-                    tenant,
-                    number,
-                    state,
-                    kind,
-                    purposes,
-                    evidence,
-                    by,
-                },
-                ConsentVerb::Export {
-                    tenant,
-                    from_ms,
-                    to_ms,
-                } => Command::ExportConsent {
-                    tenant,
-                    from_ms,
-                    to_ms,
-                },
-            },
-            _ => return None,
-        })
-    }
+    Export(ExportConsentArgs),
 }
 
 /// Why a `heraldctl` command failed, worded for the admin at the terminal.
@@ -816,14 +719,11 @@ pub async fn execute<W: io::Write>(
     command: &Command,
     out: &mut W,
 ) -> Result<(), CliError> {
-    if let Some(flat) = command.as_flat() {
-        return Box::pin(execute(session, &flat, out)).await;
-    }
+    use Command as C;
     let text = match command {
-        Command::Tenant { .. } | Command::Ledger { .. } => unreachable!("as_flat"),
-        Command::Token { verb } => token_command(session, verb).await?,
-        Command::Throttle { verb } => throttle_command(session, verb).await?,
-        Command::Audit {
+        C::Token { verb } => token_command(session, verb).await?,
+        C::Throttle { verb } => throttle_command(session, verb).await?,
+        C::Audit {
             verb:
                 AuditVerb::Export {
                     from_ms,
@@ -839,7 +739,7 @@ pub async fn execute<W: io::Write>(
                 .await?;
             render_audit(&entries, *json)
         }
-        Command::Stats { json } => {
+        C::Stats { json } => {
             let stats = session.stats().await?;
             if *json {
                 json_line(&stats_json(&stats))
@@ -847,19 +747,26 @@ pub async fn execute<W: io::Write>(
                 render_stats(&stats)
             }
         }
-        Command::Pause {
-            tenant,
-            reason,
-            drop,
+        C::Pause(a)
+        | C::Tenant {
+            verb: TenantVerb::Pause(a),
         } => {
-            let response = session.pause(tenant, reason.as_deref(), *drop).await?;
-            render_pause(tenant, &response)
+            let response = session
+                .pause(&a.tenant, a.reason.as_deref(), a.drop)
+                .await?;
+            render_pause(&a.tenant, &response)
         }
-        Command::Resume { tenant } => {
-            let response = session.resume(tenant).await?;
-            render_resume(tenant, &response)
+        C::Resume(a)
+        | C::Tenant {
+            verb: TenantVerb::Resume(a),
+        } => {
+            let response = session.resume(&a.tenant).await?;
+            render_resume(&a.tenant, &response)
         }
-        Command::Paused { json } => {
+        C::Paused { json }
+        | C::Tenant {
+            verb: TenantVerb::List { json },
+        } => {
             let pauses = session.paused().await?;
             if *json {
                 json_line(&paused_json(&pauses))
@@ -867,38 +774,42 @@ pub async fn execute<W: io::Write>(
                 render_paused(&pauses)
             }
         }
-        Command::Consent { tenant, number, .. } => {
-            let (Some(tenant), Some(number)) = (tenant, number) else {
-                return Err(CliError::Usage(
-                    "consent: write `consent get TENANT NUMBER` (or `consent TENANT NUMBER`)"
-                        .into(),
-                ));
-            };
+        C::Consent {
+            verb: Some(ConsentVerb::Get(NumberArgs { tenant, number })),
+            ..
+        }
+        | C::Consent {
+            verb: None,
+            tenant: Some(tenant),
+            number: Some(number),
+        } => {
             let c = session.consent(tenant, number).await?;
             render_consent(&c.number, &c.purposes)
         }
-        Command::SetConsent {
-            tenant,
-            number,
-            state,
-            kind,
-            purposes,
-            evidence,
-            by,
+        C::Consent { verb: None, .. } => {
+            return Err(CliError::Usage(
+                "consent: write `consent get TENANT NUMBER` (or `consent TENANT NUMBER`)".into(),
+            ));
+        }
+        C::SetConsent(a)
+        | C::Consent {
+            verb: Some(ConsentVerb::Set(a)),
+            ..
         } => {
             let r = session
                 .set_consent(SetConsentRequest {
-                    tenant: tenant.clone(),
-                    number: number.clone(),
-                    purposes: purposes.clone(),
-                    state: state.clone(),
-                    kind: kind.clone().unwrap_or_default(),
+                    tenant: a.tenant.clone(),
+                    number: a.number.clone(),
+                    purposes: a.purposes.clone(),
+                    state: a.state.clone(),
+                    kind: a.kind.clone().unwrap_or_default(),
                     source: "admin".into(),
-                    evidence: evidence.clone().unwrap_or_default(),
+                    evidence: a.evidence.clone().unwrap_or_default(),
                     at_ms: 0,
-                    by: by.clone(),
+                    by: a.by.clone(),
                 })
                 .await?;
+            let number = &a.number;
             let mut text = if r.changed.is_empty() {
                 format!("{number}: nothing changed\n")
             } else {
@@ -907,16 +818,15 @@ pub async fn execute<W: io::Write>(
             text.push_str(&render_consent(number, &r.purposes));
             text
         }
-        Command::ConfirmLedger {
-            restore,
-            reason,
-            by,
+        C::ConfirmLedger(a)
+        | C::Ledger {
+            verb: LedgerVerb::Confirm(a),
         } => {
             let r = session
                 .confirm_ledger(ConfirmLedgerRequest {
-                    restore: *restore,
-                    by: by.clone(),
-                    reason: reason.clone(),
+                    restore: a.restore,
+                    by: a.by.clone(),
+                    reason: a.reason.clone(),
                 })
                 .await?;
             format!(
@@ -924,16 +834,16 @@ pub async fn execute<W: io::Write>(
                 r.epoch, r.restored
             )
         }
-        Command::ExportConsent {
-            tenant,
-            from_ms,
-            to_ms,
+        C::ExportConsent(a)
+        | C::Consent {
+            verb: Some(ConsentVerb::Export(a)),
+            ..
         } => {
             let entries = session
                 .export_consent(ExportConsentRequest {
-                    tenant: tenant.clone().unwrap_or_default(),
-                    from_ms: *from_ms,
-                    to_ms: *to_ms,
+                    tenant: a.tenant.clone().unwrap_or_default(),
+                    from_ms: a.from_ms,
+                    to_ms: a.to_ms,
                 })
                 .await?;
             let mut text = String::new();
