@@ -19,26 +19,31 @@ fn tenant_msg(id: &str, tenant: &str, i: usize) -> Vec<u8> {
         .into_bytes()
 }
 
+/// A Herald with its control listener on a free port and the admin token,
+/// both from environment overrides as an operator would set them; returns
+/// it and the control port.
+async fn start_controlled(
+    redis: &RedisServer,
+    mock: &herald_loadtest::mock::MockProvider,
+) -> (Herald, u16) {
+    let grpc = free_port();
+    let env = vec![
+        (
+            "HERALD_CONTROL__LISTEN".to_string(),
+            format!("127.0.0.1:{grpc}"),
+        ),
+        ("HERALD_CONTROL__TOKEN".to_string(), TOKEN.to_string()),
+    ];
+    let text = config_text(redis, &mock.base_url(), free_port(), FAST_DISPATCH);
+    (Herald::start_env(&text, env).await, grpc)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_on_one_instance_holds_on_every_instance_and_resume_sends_all() {
     let redis = RedisServer::start();
     let mock = mock(0, 0.0).await;
-    let (grpc_a, grpc_b) = (free_port(), free_port());
-    // The control listener and token come from environment overrides, as
-    // an operator would set them.
-    let start = |grpc: u16| {
-        let env = vec![
-            (
-                "HERALD_CONTROL__LISTEN".to_string(),
-                format!("127.0.0.1:{grpc}"),
-            ),
-            ("HERALD_CONTROL__TOKEN".to_string(), TOKEN.to_string()),
-        ];
-        let text = config_text(&redis, &mock.base_url(), free_port(), FAST_DISPATCH);
-        async move { Herald::start_env(&text, env).await }
-    };
-    let a = start(grpc_a).await;
-    let b = start(grpc_b).await;
+    let (a, grpc_a) = start_controlled(&redis, &mock).await;
+    let (b, grpc_b) = start_controlled(&redis, &mock).await;
     let mut conn = redis.conn().await;
 
     // No token, wrong token: refused.
@@ -258,19 +263,7 @@ async fn consent_is_set_read_and_exported_over_the_control_plane() {
     use herald_control::v1::{ExportConsentRequest, GetConsentRequest, SetConsentRequest};
     let redis = RedisServer::start();
     let mock = mock(0, 0.0).await;
-    let grpc = free_port();
-    let env = vec![
-        (
-            "HERALD_CONTROL__LISTEN".to_string(),
-            format!("127.0.0.1:{grpc}"),
-        ),
-        ("HERALD_CONTROL__TOKEN".to_string(), TOKEN.to_string()),
-    ];
-    let herald = Herald::start_env(
-        &config_text(&redis, &mock.base_url(), free_port(), FAST_DISPATCH),
-        env,
-    )
-    .await;
+    let (herald, grpc) = start_controlled(&redis, &mock).await;
     let mut admin = client(grpc, TOKEN).await;
     let who = number(5);
 
@@ -410,19 +403,7 @@ async fn roles_limit_what_a_token_may_change_and_every_change_is_audited_once() 
     use tonic::Code;
     let redis = RedisServer::start();
     let mock = mock(0, 0.0).await;
-    let grpc = free_port();
-    let env = vec![
-        (
-            "HERALD_CONTROL__LISTEN".to_string(),
-            format!("127.0.0.1:{grpc}"),
-        ),
-        ("HERALD_CONTROL__TOKEN".to_string(), TOKEN.to_string()),
-    ];
-    let herald = Herald::start_env(
-        &config_text(&redis, &mock.base_url(), free_port(), FAST_DISPATCH),
-        env,
-    )
-    .await;
+    let (herald, grpc) = start_controlled(&redis, &mock).await;
     let mut conn = redis.conn().await;
     let mut admin = client(grpc, TOKEN).await;
 
