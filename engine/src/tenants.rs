@@ -178,7 +178,10 @@ pub async fn release_held(
     now_ms: i64,
 ) -> redis::RedisResult<Option<u64>> {
     const LIMIT: i64 = 1000;
-    let script = redis::Script::new(RELEASE_HELD_LUA);
+    // Hashed once: the sweep calls this every refresh on every instance.
+    static SCRIPT: std::sync::LazyLock<redis::Script> =
+        std::sync::LazyLock::new(|| redis::Script::new(RELEASE_HELD_LUA));
+    let script = &*SCRIPT;
     let step = 1000.0 / f64::from(release.per_second.max(1));
     let mut moved = 0u64;
     loop {
