@@ -14,12 +14,15 @@ use crate::{
     auth::{AttachBearer, TokenError, attach_bearer},
     v1::{
         AuditEntry, ConfirmLedgerRequest, ConfirmLedgerResponse, ConsentAuditEntry,
-        CreateTokenRequest, CreateTokenResponse, ExportAuditRequest, ExportConsentRequest,
-        GetConsentRequest, GetConsentResponse, GetStatsRequest, GetStatsResponse,
+        CreateTokenRequest, CreateTokenResponse, DiffPolicyRequest, ExportAuditRequest,
+        ExportConsentRequest, GetConsentRequest, GetConsentResponse, GetPolicyRequest,
+        GetPolicyResponse, GetStatsRequest, GetStatsResponse, GetTenantRequest, GetTenantResponse,
         ListPausedTenantsRequest, ListThrottlesRequest, ListTokensRequest, PauseTenantRequest,
-        PauseTenantResponse, PurposeConsent, ResumeTenantRequest, ResumeTenantResponse,
-        RevokeTokenRequest, SetConsentRequest, SetConsentResponse, SetThrottleRequest, TenantPause,
-        ThrottleLimit, TokenInfo, control_client::ControlClient,
+        PauseTenantResponse, PolicyHistoryRequest, PolicySample, PolicyStatusRequest,
+        PolicyStatusResponse, PolicyVersion, PurposeConsent, PutPolicyRequest, PutPolicyResponse,
+        ResumeTenantRequest, ResumeTenantResponse, RevokeTokenRequest, RollbackPolicyRequest,
+        RollbackPolicyResponse, SampleDecision, SetConsentRequest, SetConsentResponse,
+        SetThrottleRequest, TenantPause, ThrottleLimit, TokenInfo, control_client::ControlClient,
     },
 };
 
@@ -65,6 +68,14 @@ const KNOWN_STATUSES: &[&str] = &[
   heraldctl tenant resume acme
   heraldctl token create alice --role operator
   heraldctl throttle set carrier:tmobile 10 --per second --burst 20
+  heraldctl policy get > policy.toml      # edit, then:
+  heraldctl policy set policy.toml --dry-run --sample +12125550123:marketing
+  heraldctl policy set policy.toml --comment 'FL window, LEGAL-7'
+  heraldctl policy status
+  heraldctl policy history
+  heraldctl policy rollback 3
+  heraldctl policy export ./policy-backup
+  heraldctl tenant get acme
   heraldctl consent get acme +14155550123
   heraldctl audit export --json > audit.jsonl
 
@@ -106,7 +117,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Pause, resume and list tenants.
+    /// The versioned live policy: rule tables, tenants, routes, throttles.
+    Policy {
+        #[command(subcommand)]
+        /// What to do.
+        verb: PolicyVerb,
+    },
+    /// Pause, resume, list and show tenants.
     Tenant {
         #[command(subcommand)]
         /// What to do.
@@ -275,6 +292,86 @@ pub enum TenantVerb {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// One tenant's section of the live policy, its routes and pause state.
+    Get {
+        /// Tenant name.
+        tenant: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `heraldctl policy …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum PolicyVerb {
+    /// The current version and the version each instance runs.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a version's TOML document (default: the current one).
+    Get {
+        /// Version; default the current one.
+        #[arg(long, default_value_t = 0)]
+        version: u64,
+    },
+    /// Store FILE as the next version (validated first; refused with the
+    /// key path and reason when invalid). Every instance follows within a
+    /// second.
+    Set {
+        /// The TOML document (as `policy get` prints it, edited); `-` reads
+        /// stdin.
+        file: std::path::PathBuf,
+        /// Show the diff and the sample decisions; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Why (kept with the version and in the audit trail).
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Refuse unless the store is at this version (0: any).
+        #[arg(long, default_value_t = 0)]
+        expect: u64,
+        /// A number to decide on the current and the new version:
+        /// `NUMBER[:CATEGORY[:TENANT[:AT]]]` (AT in RFC 3339). Repeat.
+        #[arg(long = "sample")]
+        samples: Vec<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A unified diff between two versions.
+    Diff {
+        /// The older version.
+        from: u64,
+        /// The newer version; default the current one.
+        to: Option<u64>,
+    },
+    /// Stored versions, newest first.
+    History {
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an old version's document current again (as a new version).
+    Rollback {
+        /// The version to restore.
+        version: u64,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Write the current version to DIR: `policy.toml` (the whole document,
+    /// for `policy set`) and `compliance.toml` (its rule table, for
+    /// `compliance.rules_file`).
+    Export {
+        /// Directory to write into (created if missing).
+        dir: std::path::PathBuf,
     },
 }
 
@@ -644,6 +741,73 @@ impl AdminSession {
         self.answer("ListThrottles", result).map(|r| r.limits)
     }
 
+    /// `GetPolicy` (0: the current version).
+    pub async fn policy(&mut self, version: u64) -> Result<GetPolicyResponse, CliError> {
+        let result = self.client.get_policy(GetPolicyRequest { version }).await;
+        self.answer("GetPolicy", result)
+    }
+
+    /// `PutPolicy`.
+    pub async fn put_policy(
+        &mut self,
+        req: PutPolicyRequest,
+    ) -> Result<PutPolicyResponse, CliError> {
+        let result = self.client.put_policy(req).await;
+        self.answer("PutPolicy", result)
+    }
+
+    /// `PolicyStatus`.
+    pub async fn policy_status(&mut self) -> Result<PolicyStatusResponse, CliError> {
+        let result = self.client.policy_status(PolicyStatusRequest {}).await;
+        self.answer("PolicyStatus", result)
+    }
+
+    /// `PolicyHistory`.
+    pub async fn policy_history(&mut self, limit: u32) -> Result<Vec<PolicyVersion>, CliError> {
+        let result = self
+            .client
+            .policy_history(PolicyHistoryRequest { limit })
+            .await;
+        self.answer("PolicyHistory", result).map(|r| r.versions)
+    }
+
+    /// `DiffPolicy`.
+    pub async fn diff_policy(&mut self, from: u64, to: u64) -> Result<String, CliError> {
+        let result = self
+            .client
+            .diff_policy(DiffPolicyRequest { from, to })
+            .await;
+        self.answer("DiffPolicy", result).map(|r| r.diff)
+    }
+
+    /// `RollbackPolicy`.
+    pub async fn rollback_policy(
+        &mut self,
+        version: u64,
+        comment: &str,
+    ) -> Result<RollbackPolicyResponse, CliError> {
+        let result = self
+            .client
+            .rollback_policy(RollbackPolicyRequest {
+                version,
+                comment: comment.to_owned(),
+                expected_version: 0,
+            })
+            .await;
+        self.answer("RollbackPolicy", result)
+    }
+
+    /// `GetTenant`.
+    pub async fn tenant(&mut self, tenant: &str) -> Result<GetTenantResponse, CliError> {
+        let result = self
+            .client
+            .get_tenant(GetTenantRequest {
+                tenant: tenant.to_owned(),
+            })
+            .await;
+        self.answer("GetTenant", result)
+    }
+
     /// `ExportAudit`, collected.
     pub async fn export_audit(
         &mut self,
@@ -722,6 +886,39 @@ pub async fn execute<W: io::Write>(
     use Command as C;
     let text = match command {
         C::Token { verb } => token_command(session, verb).await?,
+        C::Policy { verb } => policy_command(session, verb).await?,
+        C::Tenant {
+            verb: TenantVerb::Get { tenant, json },
+        } => {
+            let t = session.tenant(tenant).await?;
+            if *json {
+                json_line(&json!({
+                    "tenant": t.tenant, "policy_version": t.policy_version,
+                    "document": t.document, "held": t.held,
+                    "pause": t.pause.as_ref().map(|p| json!({
+                        "reason": p.reason, "paused_at_ms": p.paused_at_ms, "drop": p.drop})),
+                }))
+            } else {
+                let state = match &t.pause {
+                    None => "active".to_owned(),
+                    Some(p) if p.drop => format!(
+                        "paused, dropping, since {} ({})",
+                        format_epoch_ms(p.paused_at_ms),
+                        p.reason
+                    ),
+                    Some(p) => format!(
+                        "paused, holding {} messages, since {} ({})",
+                        t.held,
+                        format_epoch_ms(p.paused_at_ms),
+                        p.reason
+                    ),
+                };
+                format!(
+                    "# tenant {} — {state} — policy v{}\n{}",
+                    t.tenant, t.policy_version, t.document
+                )
+            }
+        }
         C::Throttle { verb } => throttle_command(session, verb).await?,
         C::Audit {
             verb:
@@ -911,6 +1108,225 @@ async fn token_command(session: &mut AdminSession, verb: &TokenVerb) -> Result<S
                 "revoked token {name}{}\n",
                 old.map(|t| format!(" (role {})", t.role))
                     .unwrap_or_default()
+            )
+        }
+    })
+}
+
+/// A `--sample NUMBER[:CATEGORY[:TENANT[:AT]]]`. AT may itself hold `:`.
+fn parse_sample(s: &str) -> PolicySample {
+    let mut parts = s.splitn(4, ':');
+    PolicySample {
+        to: parts.next().unwrap_or_default().to_owned(),
+        category: parts.next().unwrap_or_default().to_owned(),
+        tenant: parts.next().unwrap_or_default().to_owned(),
+        at: parts.next().unwrap_or_default().to_owned(),
+        recipient_tz: String::new(),
+    }
+}
+
+fn decision_text(d: Option<&SampleDecision>) -> String {
+    let Some(d) = d else {
+        return "-".into();
+    };
+    let mut t = d.decision.clone();
+    if !d.reason.is_empty() {
+        let _ = write!(t, " / {}", d.reason);
+    }
+    if !d.until.is_empty() {
+        let _ = write!(t, " until {}", d.until);
+    }
+    t
+}
+
+async fn policy_command(session: &mut AdminSession, verb: &PolicyVerb) -> Result<String, CliError> {
+    Ok(match verb {
+        PolicyVerb::Status { json } => {
+            let s = session.policy_status().await?;
+            if *json {
+                json_line(&json!({
+                    "current": s.current,
+                    "instances": s.instances.iter().map(|i| json!({
+                        "instance": i.instance, "version": i.version,
+                        "seen_ms": i.seen_ms, "stale": i.stale})).collect::<Vec<_>>(),
+                }))
+            } else {
+                let rows: Vec<Vec<String>> = s
+                    .instances
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            i.instance.clone(),
+                            format!("v{}", i.version),
+                            if i.stale {
+                                "stale".into()
+                            } else if i.version == s.current {
+                                "current".into()
+                            } else {
+                                "BEHIND".into()
+                            },
+                            format_epoch_ms(i.seen_ms),
+                        ]
+                    })
+                    .collect();
+                format!(
+                    "policy v{}\n{}",
+                    s.current,
+                    table(
+                        &["INSTANCE", "RUNS", "STATE", "SEEN"],
+                        &rows,
+                        &[Align::Left, Align::Left, Align::Left, Align::Left],
+                    )
+                )
+            }
+        }
+        PolicyVerb::Get { version } => session.policy(*version).await?.document,
+        PolicyVerb::Set {
+            file,
+            dry_run,
+            comment,
+            expect,
+            samples,
+            json,
+        } => {
+            let document = if file.as_os_str() == "-" {
+                io::read_to_string(io::stdin())
+            } else {
+                std::fs::read_to_string(file)
+            }
+            .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let r = session
+                .put_policy(PutPolicyRequest {
+                    document,
+                    expected_version: *expect,
+                    dry_run: *dry_run,
+                    comment: comment.clone(),
+                    samples: samples.iter().map(|s| parse_sample(s)).collect(),
+                })
+                .await?;
+            if *json {
+                return Ok(json_line(&json!({
+                    "version": r.version, "dry_run": r.dry_run, "changed": r.changed,
+                    "diff": r.diff,
+                    "evaluations": r.evaluations.iter().map(|e| json!({
+                        "to": e.sample.as_ref().map(|s| s.to.clone()),
+                        "current": decision_text(e.current.as_ref()),
+                        "proposed": decision_text(e.proposed.as_ref()),
+                    })).collect::<Vec<_>>(),
+                })));
+            }
+            let mut text = r.diff.clone();
+            if !r.evaluations.is_empty() {
+                let rows: Vec<Vec<String>> = r
+                    .evaluations
+                    .iter()
+                    .map(|e| {
+                        let s = e.sample.clone().unwrap_or_default();
+                        vec![
+                            s.to,
+                            if s.category.is_empty() {
+                                "transactional".into()
+                            } else {
+                                s.category
+                            },
+                            decision_text(e.current.as_ref()),
+                            decision_text(e.proposed.as_ref()),
+                        ]
+                    })
+                    .collect();
+                text.push_str(&table(
+                    &["NUMBER", "CATEGORY", "NOW", "WITH THE CHANGE"],
+                    &rows,
+                    &[Align::Left, Align::Left, Align::Left, Align::Left],
+                ));
+            }
+            let changed = if r.changed.is_empty() {
+                "nothing".to_owned()
+            } else {
+                r.changed.join(", ")
+            };
+            if r.dry_run {
+                let _ = writeln!(
+                    text,
+                    "dry run: would change {changed}; nothing stored (policy stays v{})",
+                    r.version
+                );
+            } else {
+                let _ = writeln!(
+                    text,
+                    "policy v{} stored (changed {changed}); every instance follows within a second",
+                    r.version
+                );
+            }
+            text
+        }
+        PolicyVerb::Diff { from, to } => session.diff_policy(*from, to.unwrap_or(0)).await?,
+        PolicyVerb::History { limit, json } => {
+            let versions = session.policy_history(*limit).await?;
+            if *json {
+                json_line(&Value::Array(
+                    versions
+                        .iter()
+                        .map(|v| {
+                            json!({"version": v.version, "who": v.who, "role": v.role,
+                            "at_ms": v.at_ms, "comment": v.comment, "base": v.base,
+                            "sha256": v.sha256})
+                        })
+                        .collect(),
+                ))
+            } else {
+                let rows: Vec<Vec<String>> = versions
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            format!("v{}", v.version),
+                            format_epoch_ms(v.at_ms),
+                            format!("{} ({})", v.who, v.role),
+                            v.sha256.chars().take(12).collect(),
+                            v.comment.clone(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["VERSION", "AT", "BY", "SHA256", "COMMENT"],
+                    &rows,
+                    &[
+                        Align::Left,
+                        Align::Left,
+                        Align::Left,
+                        Align::Left,
+                        Align::Left,
+                    ],
+                )
+            }
+        }
+        PolicyVerb::Rollback { version, comment } => {
+            let r = session.rollback_policy(*version, comment).await?;
+            format!(
+                "{}policy v{} stored with version {version}'s document; every instance follows within a second\n",
+                r.diff, r.version
+            )
+        }
+        PolicyVerb::Export { dir } => {
+            let p = session.policy(0).await?;
+            let version = p.info.as_ref().map_or(0, |i| i.version);
+            let doc: toml::Table = toml::from_str(&p.document)
+                .map_err(|e| CliError::Usage(format!("the stored document does not parse: {e}")))?;
+            let rules = doc
+                .get("rules")
+                .map(|r| toml::to_string_pretty(r).unwrap_or_default())
+                .unwrap_or_default();
+            let write = |name: &str, text: &str| {
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| std::fs::write(dir.join(name), text))
+                    .map_err(CliError::Output)
+            };
+            let header = format!("# Herald policy v{version}, exported by heraldctl\n");
+            write("policy.toml", &format!("{header}{}", p.document))?;
+            write("compliance.toml", &format!("{header}{rules}"))?;
+            format!(
+                "policy v{version} written to {0}/policy.toml and {0}/compliance.toml\n",
+                dir.display()
             )
         }
     })

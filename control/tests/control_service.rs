@@ -88,8 +88,58 @@ fn fixed_stats() -> GetStatsResponse {
 
 #[tonic::async_trait]
 impl Control for FakeEngine {
-    // The consent RPCs are exercised against the real engine
-    // (engine/tests/control.rs); this fake does not serve them.
+    // The consent and policy RPCs are exercised against the real engine
+    // (engine/tests/control.rs, engine/tests/policy.rs); this fake does not
+    // serve them.
+    async fn get_policy(
+        &self,
+        _request: Request<herald_control::v1::GetPolicyRequest>,
+    ) -> Result<Response<herald_control::v1::GetPolicyResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn put_policy(
+        &self,
+        _request: Request<herald_control::v1::PutPolicyRequest>,
+    ) -> Result<Response<herald_control::v1::PutPolicyResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn policy_status(
+        &self,
+        _request: Request<herald_control::v1::PolicyStatusRequest>,
+    ) -> Result<Response<herald_control::v1::PolicyStatusResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn policy_history(
+        &self,
+        _request: Request<herald_control::v1::PolicyHistoryRequest>,
+    ) -> Result<Response<herald_control::v1::PolicyHistoryResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn diff_policy(
+        &self,
+        _request: Request<herald_control::v1::DiffPolicyRequest>,
+    ) -> Result<Response<herald_control::v1::DiffPolicyResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn rollback_policy(
+        &self,
+        _request: Request<herald_control::v1::RollbackPolicyRequest>,
+    ) -> Result<Response<herald_control::v1::RollbackPolicyResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn get_tenant(
+        &self,
+        _request: Request<herald_control::v1::GetTenantRequest>,
+    ) -> Result<Response<herald_control::v1::GetTenantResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn get_consent(
         &self,
         _request: Request<herald_control::v1::GetConsentRequest>,

@@ -38,6 +38,7 @@ use crate::http::config::{HttpConfig, HttpSection};
 use crate::ingest::config::{QueueConfig, QueueSection};
 use crate::policy::Policy;
 use crate::policy::config::{ComplianceSection, TenantSection};
+use crate::policy::document::{Context as PolicyContext, Document};
 use crate::providers::config::{
     BreakerConfig, BreakerSection, ProviderConfig, ProviderSection, Routes, RoutesSection,
 };
@@ -112,8 +113,13 @@ pub struct Config {
     pub throttle: Option<ThrottleConfig>,
     /// Carrier lookups through a provider's API (`None`: off).
     pub carrier_lookup: Option<CarrierLookupConfig>,
-    /// Compliance rules and tenant policies, validated and compiled.
+    /// Compliance rules, tenant policies, routes, validated and compiled
+    /// from the files (what seeds an empty policy store).
     pub policy: Arc<Policy>,
+    /// The files' policy as a document: version 1 of an empty store.
+    pub seed: Document,
+    /// What a policy document is checked against on this instance.
+    pub policy_context: PolicyContext,
     /// Longest wait of one read of the consent change feed.
     pub consent_feed_block: Duration,
 }
@@ -229,10 +235,23 @@ impl FileConfig {
                 ));
             }
         }
+        let seed = Document::from_files(&self.compliance, &self.tenants, &self.routes)?;
         let routes = self.routes.validate(&providers)?;
         let breaker = self.breaker.validate()?;
         let (throttle, carrier_lookup) = self.throttle.validate(&providers)?;
-        let policy = Arc::new(Policy::build(&self.compliance, self.tenants)?);
+        let policy_context = PolicyContext {
+            providers: providers.iter().map(|p| p.name.clone()).collect(),
+            carriers: throttle.as_ref().map(|t| {
+                t.carriers
+                    .iter()
+                    .map(|c| c.carrier.name().to_string())
+                    .collect()
+            }),
+        };
+        // The rule file is compiled as written (errors keep its own paths);
+        // the rest through the document, as the store will.
+        Policy::build(&self.compliance, std::collections::BTreeMap::new())?;
+        let policy = Arc::new(crate::policy::document::compile(&seed, 0, &policy_context)?);
         let consent_feed_block = ms(positive(
             "compliance.feed_block_ms",
             self.compliance.feed_block_ms,
@@ -251,6 +270,8 @@ impl FileConfig {
             throttle,
             carrier_lookup,
             policy,
+            seed,
+            policy_context,
             consent_feed_block,
         })
     }

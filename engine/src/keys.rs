@@ -68,8 +68,21 @@ pub const TOKENS: &str = "herald:tokens";
 /// The control plane's audit trail (append-only stream): every accepted
 /// change with who, role, what, target, before, after, at, request_id.
 pub const AUDIT: &str = "herald:audit";
-/// Live throttle limits: lane (`carrier:att`, `sender:+1…`) → JSON.
+/// Live throttle limits of releases before the policy store: lane
+/// (`carrier:att`, `sender:+1…`) → JSON. Read once, when an empty policy
+/// store is seeded (the overrides become version 1's `[throttles]`); never
+/// written since.
 pub const THROTTLES: &str = "herald:throttles";
+/// The policy store's current version (an integer; absent: empty store).
+/// Written only by `policy::store::PUT_LUA`, with the version itself.
+pub const POLICY_CURRENT: &str = "herald:policy:current";
+/// Every policy version: version → JSON `{doc, at_ms, who, role, comment,
+/// base, sha256}` (`doc` is the TOML document). Kept whole: rollback and
+/// history read it.
+pub const POLICY_VERSIONS: &str = "herald:policy:versions";
+/// The version each instance runs: consumer name → JSON `{version,
+/// seen_ms}`, written by each instance's policy watcher every 2 s.
+pub const POLICY_INSTANCES: &str = "herald:policy:instances";
 /// The consent audit stream (append-only) and change feed.
 pub const CONSENT_AUDIT: &str = "herald:consent:audit";
 /// Prefix of a tenant's consent state hash.

@@ -29,12 +29,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     raise_open_file_limit();
-    let providers = Providers::new(
-        &cfg.providers,
-        &cfg.routes,
-        cfg.breaker,
-        cfg.dispatch.failover_after,
-    )?;
+    let providers = Providers::new(&cfg.providers, cfg.breaker, cfg.dispatch.failover_after)?;
     let mut admin = connect(&cfg.redis, cfg.redis.response_timeout).await?;
     stream::ensure_groups(&mut admin, cfg.queue.partitions)
         .await
@@ -63,8 +58,13 @@ pub async fn run(
     let stop_reading = CancellationToken::new();
     // Time-zone tables are parsed now, not on the first message.
     crate::policy::zones::preload();
+    // The live policy: the store's current version (the files seed an
+    // empty store), swapped by the watcher below when it changes.
+    let policy =
+        crate::policy::store::load_or_seed(&mut admin, &cfg.seed, &cfg.policy_context).await?;
+    tracing::info!(version = policy.version, "policy loaded");
     let today = jiff::Zoned::now().date();
-    match cfg.policy.rules.holidays_through() {
+    match policy.rules.holidays_through() {
         Some(last) if last < today => tracing::warn!(
             %last,
             "the rule table's state holidays end before today: update the holiday lists (compliance.rules_file)"
@@ -104,7 +104,7 @@ pub async fn run(
         events: cfg.events,
         throttle: cfg.throttle.clone(),
         carrier_lookup: cfg.carrier_lookup.clone(),
-        policy: Arc::clone(&cfg.policy),
+        policy: Arc::new(crate::policy::live::LivePolicy::new(policy)),
         providers,
         consent: Arc::clone(&ledger),
         health: Arc::clone(&health),
@@ -137,16 +137,28 @@ pub async fn run(
         .throttle
         .as_ref()
         .map(|(_, t)| t.spawn_fleet(admin.clone(), http_stop.clone()));
-    let throttles = {
-        let d = Arc::clone(&d);
-        let conn = admin.clone();
-        let stop = http_stop.clone();
-        tokio::spawn(async move {
-            if let Some((_, t)) = &d.throttle {
-                crate::throttle::live::run_refresher(t, conn, stop).await;
+    // Throttle overrides of the version loaded at start, then of each new
+    // one as the watcher swaps it in.
+    let base_throttle = cfg.throttle.clone();
+    if let (Some((_, t)), Some(base)) = (&d.throttle, &base_throttle) {
+        let p = d.policy.load();
+        crate::throttle::live::apply_changes(t, base, &Default::default(), &p.throttles);
+    }
+    let throttles = tokio::spawn(crate::policy::store::run_watcher(
+        Arc::clone(&d.policy),
+        cfg.policy_context.clone(),
+        admin.clone(),
+        cfg.dispatch.consumer.clone(),
+        {
+            let d = Arc::clone(&d);
+            move |old: &crate::policy::Policy, new: &crate::policy::Policy| {
+                if let (Some((_, t)), Some(base)) = (&d.throttle, &base_throttle) {
+                    crate::throttle::live::apply_changes(t, base, &old.throttles, &new.throttles);
+                }
             }
-        })
-    };
+        },
+        http_stop.clone(),
+    ));
     // Carrier lookups (Twilio Lookup v2, cached in Redis), off the hot path.
     let lookups =
         match (&d.throttle, &cfg.carrier_lookup) {
@@ -218,7 +230,7 @@ pub async fn run(
         redis: admin.clone(),
         health: Arc::clone(&health),
         shutdown: shutdown.clone(),
-        policy: Arc::clone(&cfg.policy),
+        policy: Arc::clone(&d.policy),
         consent: Arc::clone(&ledger),
         cap_script: redis::Script::new(crate::policy::caps::CAP_LUA),
         admin_token: cfg.control.token.clone(),
@@ -263,6 +275,7 @@ pub async fn run(
             Arc::clone(&guard),
             release,
             cfg.control.token.clone(),
+            cfg.policy_context.clone(),
         ),
         cfg.control.tls.clone(),
         http_stop.clone(),

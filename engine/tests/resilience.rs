@@ -520,7 +520,7 @@ prefixes = ["1212"]
         .into_inner();
     assert_eq!(listed.limits.len(), 1);
     assert_eq!(listed.limits[0].lane, "carrier:slowco");
-    tokio::time::sleep(herald_engine::throttle::live::REFRESH * 3).await;
+    tokio::time::sleep(herald_engine::policy::store::POLL * 5).await;
     let before = events(&mut conn).await.len();
     xadd_raw(&mut conn, 4, &batch("t", "slow")).await;
     let ev = wait_events(&mut conn, "6 more sent", T, |ev| {

@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
@@ -76,7 +75,7 @@ pub enum Need {
 }
 
 impl Need {
-    fn roles(self) -> &'static str {
+    pub(crate) fn roles(self) -> &'static str {
         match self {
             Need::Read => "any role",
             Need::Operate => "operator or admin",
@@ -108,13 +107,7 @@ pub const BOOTSTRAP: &str = "bootstrap";
 
 /// Hex SHA-256 of a token.
 pub fn hash(token: &[u8]) -> String {
-    let digest = Sha256::digest(token);
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    crate::secret::sha256_hex(token)
 }
 
 /// A new random token: `hrld_` and 32 random bytes, base64url.

@@ -12,12 +12,16 @@ use std::time::Instant;
 
 use herald_control::v1::control_server::{Control, ControlServer};
 use herald_control::v1::{
-    ConfirmLedgerRequest, ConfirmLedgerResponse, ConsentAuditEntry, ExportConsentRequest,
-    GetConsentRequest, GetConsentResponse, GetStatsRequest, GetStatsResponse,
-    ListPausedTenantsRequest, ListPausedTenantsResponse, ListThrottlesRequest,
-    ListThrottlesResponse, PartitionStats, PauseTenantRequest, PauseTenantResponse, PurposeConsent,
-    ResumeTenantRequest, ResumeTenantResponse, SetConsentRequest, SetConsentResponse,
-    SetThrottleRequest, SetThrottleResponse, TenantPause, ThrottleLimit,
+    ConfirmLedgerRequest, ConfirmLedgerResponse, ConsentAuditEntry, DiffPolicyRequest,
+    DiffPolicyResponse, ExportConsentRequest, GetConsentRequest, GetConsentResponse,
+    GetPolicyRequest, GetPolicyResponse, GetStatsRequest, GetStatsResponse, GetTenantRequest,
+    GetTenantResponse, InstancePolicy, ListPausedTenantsRequest, ListPausedTenantsResponse,
+    ListThrottlesRequest, ListThrottlesResponse, PartitionStats, PauseTenantRequest,
+    PauseTenantResponse, PolicyHistoryRequest, PolicyHistoryResponse, PolicySample,
+    PolicyStatusRequest, PolicyStatusResponse, PolicyVersion, PurposeConsent, PutPolicyRequest,
+    PutPolicyResponse, ResumeTenantRequest, ResumeTenantResponse, RollbackPolicyRequest,
+    RollbackPolicyResponse, SampleDecision, SampleEvaluation, SetConsentRequest,
+    SetConsentResponse, SetThrottleRequest, SetThrottleResponse, TenantPause, ThrottleLimit,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +32,9 @@ use crate::conn::Conn;
 use crate::dispatch::Dispatcher;
 use crate::keys;
 use crate::model::valid_tenant;
+use crate::policy::document::{self, Document, Section};
+use crate::policy::store::{self, Stored};
+use crate::policy::{Policy, Verdict};
 use crate::secret::Secret;
 use crate::tenants;
 use access::{Need, Principal};
@@ -42,6 +49,9 @@ pub struct ControlService {
     release: tenants::Release,
     /// `control.token`: the bootstrap admin; empty, only named tokens.
     bootstrap: Secret,
+    /// What a policy document is validated against (this instance's
+    /// providers and carrier table).
+    policy_ctx: document::Context,
 }
 
 /// The caller of an accepted call and its request id.
@@ -57,6 +67,7 @@ impl ControlService {
         guard: Arc<crate::consent::guard::LedgerGuard>,
         release: tenants::Release,
         bootstrap: Secret,
+        policy_ctx: document::Context,
     ) -> Self {
         ControlService {
             d,
@@ -65,6 +76,7 @@ impl ControlService {
             guard,
             release,
             bootstrap,
+            policy_ctx,
         }
     }
 
@@ -118,6 +130,187 @@ impl ControlService {
         )
         .await
         .map(|_| ())
+    }
+}
+
+/// The policy RPCs' shared steps: read the current version, validate and
+/// store a new one, evaluate samples.
+impl ControlService {
+    /// The current version's record and document.
+    async fn current_policy(&self) -> Result<(Stored, Document), Status> {
+        let mut conn = self.conn.clone();
+        let cur = store::current(&mut conn).await.map_err(unavailable)?;
+        let stored = store::get(&mut conn, cur)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| Status::failed_precondition("the policy store is empty"))?;
+        let doc = Document::parse(&stored.doc).map_err(|e| {
+            Status::internal(format!("stored policy version {cur} does not parse: {e}"))
+        })?;
+        Ok((stored, doc))
+    }
+
+    /// Validate `next` as the version after `base`, check the caller may
+    /// change what it changes, and (unless `dry_run`) store and audit it.
+    /// Returns the new version (or `base` for a dry run), the diff, the
+    /// changed sections and the compiled policy. `audit_what: None`: the
+    /// caller writes its own audit entry (one per change).
+    #[allow(clippy::too_many_arguments)]
+    async fn put_version(
+        &self,
+        caller: &Caller,
+        base: &Stored,
+        base_doc: &Document,
+        next: Document,
+        comment: &str,
+        dry_run: bool,
+        audit_what: Option<&str>,
+    ) -> Result<(u64, String, Vec<Section>, Policy), Status> {
+        if caller.who.role == access::Role::Read {
+            return Err(Status::permission_denied(format!(
+                "token `{}` has role `read`, which changes nothing (not even in a dry run)",
+                caller.who.name
+            )));
+        }
+        next.check_change()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let compiled = document::compile(&next, base.version + 1, &self.policy_ctx)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let changed = base_doc.changed(&next);
+        for section in &changed {
+            let need = match section {
+                Section::Rules | Section::Compliance => Need::Comply,
+                Section::Throttles => Need::Operate,
+                Section::Tenants | Section::Routes => Need::Admin,
+            };
+            if !caller.who.role.allows(need) {
+                return Err(Status::permission_denied(format!(
+                    "token `{}` has role `{}`; changing `{}` needs {}",
+                    caller.who.name,
+                    caller.who.role.as_str(),
+                    section.as_str(),
+                    need.roles()
+                )));
+            }
+        }
+        let text = next.to_text();
+        let diff = document::diff(
+            &format!("v{}", base.version),
+            &base.doc,
+            &format!("v{}", base.version + 1),
+            &text,
+        );
+        if dry_run {
+            return Ok((base.version, diff, changed, compiled));
+        }
+        if changed.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "nothing changes: the document is version {}'s",
+                base.version
+            )));
+        }
+        let rec = Stored::new(
+            text,
+            &caller.who.name,
+            caller.who.role.as_str(),
+            comment,
+            base.version,
+        );
+        let mut conn = self.conn.clone();
+        let version = match store::put(&mut conn, base.version, &rec).await {
+            Ok(v) => v,
+            Err(e @ store::PutError::Conflict { .. }) => {
+                return Err(Status::aborted(e.to_string()));
+            }
+            Err(store::PutError::Redis(e)) => return Err(unavailable(e)),
+        };
+        let names: Vec<&str> = changed.iter().map(|s| s.as_str()).collect();
+        let Some(audit_what) = audit_what else {
+            return Ok((version, diff, changed, compiled));
+        };
+        self.audited(
+            caller,
+            audit_what,
+            &format!("policy v{version}"),
+            json!({"version": base.version, "sha256": base.sha256}),
+            json!({"version": version, "sha256": rec.sha256, "changed": names,
+                "comment": comment, "diff": diff}),
+        )
+        .await?;
+        Ok((version, diff, changed, compiled))
+    }
+
+    /// What `policy` decides for one sample (before caps).
+    fn decide(&self, policy: &Policy, s: &PolicySample) -> Result<SampleDecision, Status> {
+        let tenant = if s.tenant.is_empty() {
+            crate::model::DEFAULT_TENANT
+        } else {
+            s.tenant.as_str()
+        };
+        let to = crate::model::parse_e164(&s.to)
+            .map_err(|e| Status::invalid_argument(format!("sample `{}`: {e}", s.to)))?;
+        let category = if s.category.is_empty() {
+            crate::model::Category::Transactional
+        } else {
+            crate::model::Category::from_name(&s.category).ok_or_else(|| {
+                Status::invalid_argument(format!("sample category `{}`", s.category))
+            })?
+        };
+        let at = if s.at.is_empty() {
+            jiff::Timestamp::now()
+        } else {
+            s.at.parse::<jiff::Timestamp>().map_err(|e| {
+                Status::invalid_argument(format!("sample at `{}` is not RFC 3339: {e}", s.at))
+            })?
+        };
+        let input = crate::policy::Input {
+            tenant,
+            to,
+            category,
+            recipient_tz: (!s.recipient_tz.is_empty()).then_some(s.recipient_tz.as_str()),
+            recipient_state: None,
+            at,
+            consent: None,
+            explain: true,
+        };
+        let eval = policy.evaluate(&input, self.d.consent.lookup(tenant, to));
+        let rules = eval
+            .fired
+            .iter()
+            .filter(|f| f.effect != crate::policy::Effect::Allow)
+            .map(|f| f.rule.to_string())
+            .collect();
+        Ok(match eval.verdict {
+            Verdict::Allow => SampleDecision {
+                decision: "allow".into(),
+                rules,
+                ..Default::default()
+            },
+            Verdict::Defer { until, reason, .. } => SampleDecision {
+                decision: "defer".into(),
+                reason: reason.as_str().into(),
+                until: until.to_string(),
+                rules,
+            },
+            Verdict::Suppress { reason } => SampleDecision {
+                decision: "suppress".into(),
+                reason: reason.as_str().into(),
+                until: String::new(),
+                rules,
+            },
+        })
+    }
+}
+
+fn version_info(s: &Stored) -> PolicyVersion {
+    PolicyVersion {
+        version: s.version,
+        who: s.who.clone(),
+        role: s.role.clone(),
+        at_ms: s.at_ms,
+        comment: s.comment.clone(),
+        base: s.base,
+        sha256: s.sha256.clone(),
     }
 }
 
@@ -509,25 +702,32 @@ impl Control for ControlService {
                 ));
             }
         }
-        let mut conn = self.conn.clone();
-        let before = live::list(&mut conn)
-            .await
-            .map_err(unavailable)?
-            .into_iter()
-            .find(|(lane, _)| *lane == req.lane)
-            .map_or(
-                Value::Null,
-                |(_, b)| json!({"segments": b.segments, "per": b.per, "burst": b.burst}),
-            );
-        live::store(&mut conn, &req.lane, &o)
-            .await
-            .map_err(unavailable)?;
+        // A new policy version with this lane's limit: every instance
+        // applies it when it swaps that version in.
+        let (base, base_doc) = self.current_policy().await?;
+        let before = base_doc.throttles.get(&req.lane).map_or(
+            Value::Null,
+            |b| json!({"segments": b.segments, "per": b.per, "burst": b.burst}),
+        );
+        let mut next = base_doc.clone();
+        next.throttles.insert(req.lane.clone(), o.clone());
+        let (version, _, _, _) = self
+            .put_version(
+                &caller,
+                &base,
+                &base_doc,
+                next,
+                &format!("throttle {} set", req.lane),
+                false,
+                None,
+            )
+            .await?;
         self.audited(
             &caller,
             "throttle.set",
             &req.lane,
             before,
-            json!({"segments": o.segments, "per": o.per, "burst": o.burst}),
+            json!({"segments": o.segments, "per": o.per, "burst": o.burst, "policy_version": version}),
         )
         .await?;
         Ok(Response::new(SetThrottleResponse {
@@ -546,12 +746,10 @@ impl Control for ControlService {
         req: Request<ListThrottlesRequest>,
     ) -> Result<Response<ListThrottlesResponse>, Status> {
         self.caller(&req, Need::Read, "ListThrottles").await?;
-        let mut conn = self.conn.clone();
-        let all = crate::throttle::live::list(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let (_, doc) = self.current_policy().await?;
         Ok(Response::new(ListThrottlesResponse {
-            limits: all
+            limits: doc
+                .throttles
                 .into_iter()
                 .map(|(lane, o)| ThrottleLimit {
                     lane,
@@ -729,6 +927,234 @@ impl Control for ControlService {
             },
         );
         Ok(Response::new(Box::pin(tokio_stream_from(rx))))
+    }
+
+    async fn get_policy(
+        &self,
+        req: Request<GetPolicyRequest>,
+    ) -> Result<Response<GetPolicyResponse>, Status> {
+        self.caller(&req, Need::Read, "GetPolicy").await?;
+        let mut conn = self.conn.clone();
+        let version = match req.get_ref().version {
+            0 => store::current(&mut conn).await.map_err(unavailable)?,
+            v => v,
+        };
+        let stored = store::get(&mut conn, version)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| Status::not_found(format!("no policy version {version}")))?;
+        Ok(Response::new(GetPolicyResponse {
+            info: Some(version_info(&stored)),
+            document: stored.doc,
+        }))
+    }
+
+    async fn put_policy(
+        &self,
+        req: Request<PutPolicyRequest>,
+    ) -> Result<Response<PutPolicyResponse>, Status> {
+        let caller = self.caller(&req, Need::Read, "PutPolicy").await?;
+        let req = req.into_inner();
+        let next =
+            Document::parse(&req.document).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (base, base_doc) = self.current_policy().await?;
+        if req.expected_version != 0 && req.expected_version != base.version {
+            return Err(Status::aborted(format!(
+                "the policy is at version {}, not {}: read it again and retry",
+                base.version, req.expected_version
+            )));
+        }
+        let (version, diff, changed, proposed) = self
+            .put_version(
+                &caller,
+                &base,
+                &base_doc,
+                next,
+                &req.comment,
+                req.dry_run,
+                Some("policy.set"),
+            )
+            .await?;
+        let current = self.d.policy.load_full();
+        let mut evaluations = Vec::with_capacity(req.samples.len());
+        for s in req.samples {
+            evaluations.push(SampleEvaluation {
+                current: Some(self.decide(&current, &s)?),
+                proposed: Some(self.decide(&proposed, &s)?),
+                sample: Some(s),
+            });
+        }
+        Ok(Response::new(PutPolicyResponse {
+            version,
+            diff,
+            changed: changed.iter().map(|s| s.as_str().to_string()).collect(),
+            evaluations,
+            dry_run: req.dry_run,
+        }))
+    }
+
+    async fn policy_status(
+        &self,
+        req: Request<PolicyStatusRequest>,
+    ) -> Result<Response<PolicyStatusResponse>, Status> {
+        self.caller(&req, Need::Read, "PolicyStatus").await?;
+        let mut conn = self.conn.clone();
+        let current = store::current(&mut conn).await.map_err(unavailable)?;
+        let now = now_ms();
+        let instances = store::instances(&mut conn)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|(instance, seen)| InstancePolicy {
+                instance,
+                version: seen.version,
+                seen_ms: seen.seen_ms,
+                stale: now - seen.seen_ms > store::STALE_MS,
+            })
+            .collect();
+        Ok(Response::new(PolicyStatusResponse { current, instances }))
+    }
+
+    async fn policy_history(
+        &self,
+        req: Request<PolicyHistoryRequest>,
+    ) -> Result<Response<PolicyHistoryResponse>, Status> {
+        self.caller(&req, Need::Read, "PolicyHistory").await?;
+        let limit = match req.get_ref().limit {
+            0 => 50,
+            n => n as usize,
+        };
+        let mut conn = self.conn.clone();
+        let versions = store::history(&mut conn, limit)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(version_info)
+            .collect();
+        Ok(Response::new(PolicyHistoryResponse { versions }))
+    }
+
+    async fn diff_policy(
+        &self,
+        req: Request<DiffPolicyRequest>,
+    ) -> Result<Response<DiffPolicyResponse>, Status> {
+        self.caller(&req, Need::Read, "DiffPolicy").await?;
+        let mut conn = self.conn.clone();
+        let to = match req.get_ref().to {
+            0 => store::current(&mut conn).await.map_err(unavailable)?,
+            v => v,
+        };
+        let mut texts = Vec::with_capacity(2);
+        for v in [req.get_ref().from, to] {
+            let s = store::get(&mut conn, v)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| Status::not_found(format!("no policy version {v}")))?;
+            texts.push(s.doc);
+        }
+        Ok(Response::new(DiffPolicyResponse {
+            diff: document::diff(
+                &format!("v{}", req.get_ref().from),
+                &texts[0],
+                &format!("v{to}"),
+                &texts[1],
+            ),
+        }))
+    }
+
+    async fn rollback_policy(
+        &self,
+        req: Request<RollbackPolicyRequest>,
+    ) -> Result<Response<RollbackPolicyResponse>, Status> {
+        let caller = self.caller(&req, Need::Read, "RollbackPolicy").await?;
+        let req = req.into_inner();
+        let mut conn = self.conn.clone();
+        let old = store::get(&mut conn, req.version)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| Status::not_found(format!("no policy version {}", req.version)))?;
+        let next = Document::parse(&old.doc).map_err(|e| {
+            Status::invalid_argument(format!("version {} does not parse: {e}", req.version))
+        })?;
+        let (base, base_doc) = self.current_policy().await?;
+        if req.expected_version != 0 && req.expected_version != base.version {
+            return Err(Status::aborted(format!(
+                "the policy is at version {}, not {}: read it again and retry",
+                base.version, req.expected_version
+            )));
+        }
+        let comment = if req.comment.is_empty() {
+            format!("rollback to v{}", req.version)
+        } else {
+            format!("rollback to v{}: {}", req.version, req.comment)
+        };
+        let (version, diff, _, _) = self
+            .put_version(
+                &caller,
+                &base,
+                &base_doc,
+                next,
+                &comment,
+                false,
+                Some("policy.rollback"),
+            )
+            .await?;
+        Ok(Response::new(RollbackPolicyResponse { version, diff }))
+    }
+
+    async fn get_tenant(
+        &self,
+        req: Request<GetTenantRequest>,
+    ) -> Result<Response<GetTenantResponse>, Status> {
+        self.caller(&req, Need::Read, "GetTenant").await?;
+        let tenant = req.into_inner().tenant;
+        tenant_arg(&tenant)?;
+        let (stored, doc) = self.current_policy().await?;
+        let Some(section) = doc.tenants.get(&tenant) else {
+            return Err(Status::not_found(format!(
+                "policy version {} declares no tenant `{tenant}`",
+                stored.version
+            )));
+        };
+        #[derive(serde::Serialize)]
+        struct One<'a> {
+            tenants: std::collections::BTreeMap<&'a str, &'a crate::policy::TenantSection>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            routes: Option<
+                std::collections::BTreeMap<
+                    &'a str,
+                    std::collections::BTreeMap<&'a str, &'a crate::providers::config::TenantRoutes>,
+                >,
+            >,
+        }
+        let one = One {
+            tenants: [(tenant.as_str(), section)].into_iter().collect(),
+            routes: doc.routes.tenants.get(&tenant).map(|r| {
+                [("tenants", [(tenant.as_str(), r)].into_iter().collect())]
+                    .into_iter()
+                    .collect()
+            }),
+        };
+        let text = toml::to_string_pretty(&one).map_err(|e| Status::internal(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let pauses = tenants::list(&mut conn).await.map_err(unavailable)?;
+        let held: u64 = redis::cmd("ZCARD")
+            .arg(keys::held(&tenant))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(GetTenantResponse {
+            pause: pauses.get(&tenant).map(|p| TenantPause {
+                tenant: tenant.clone(),
+                reason: p.reason.clone(),
+                paused_at_ms: p.paused_at_ms,
+                drop: p.drop,
+            }),
+            tenant,
+            policy_version: stored.version,
+            document: text,
+            held,
+        }))
     }
 }
 

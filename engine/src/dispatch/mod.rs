@@ -52,8 +52,9 @@ pub struct Dispatcher {
     /// Permits shards hold for a read still waiting on Redis: reserved, not
     /// messages in flight.
     pub reserved_for_reads: std::sync::atomic::AtomicUsize,
-    /// Compliance rules and tenant policies (immutable).
-    pub policy: Arc<crate::policy::Policy>,
+    /// Compliance rules, tenant policies, routes: the policy store's
+    /// current version, swapped whole (lock-free reads).
+    pub policy: Arc<crate::policy::live::LivePolicy>,
     /// Consent state (lock-free replica fed by the audit stream).
     pub consent: Arc<crate::consent::ConsentLedger>,
     /// Whether sending is safe (durable Redis, intact ledger): the shards
@@ -76,7 +77,7 @@ pub struct Parts {
     pub events: EventsConfig,
     pub throttle: Option<ThrottleConfig>,
     pub carrier_lookup: Option<CarrierLookupConfig>,
-    pub policy: Arc<crate::policy::Policy>,
+    pub policy: Arc<crate::policy::live::LivePolicy>,
     pub providers: Providers,
     pub consent: Arc<crate::consent::ConsentLedger>,
     pub health: Arc<crate::health::Health>,

@@ -217,8 +217,9 @@ fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Result<(u32, Vec<Arc<C
         explain: false,
     };
     let on_file = d.consent.lookup(&msg.tenant, msg.to);
-    let tp = d.policy.tenant(&msg.tenant);
-    let eval = d.policy.evaluate_for(tp, &input, on_file);
+    let pol = d.policy.load();
+    let tp = pol.tenant(&msg.tenant);
+    let eval = pol.evaluate_for(tp, &input, on_file);
     if eval.verdict != policy::Verdict::Allow {
         return Err(Hold::Policy(Box::new(eval)));
     }
@@ -234,8 +235,9 @@ fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Result<(u32, Vec<Arc<C
 /// tenant owns. So replies come back to the tenant that sent, and a tenant
 /// cannot send as another (docs/contracts.md#ingest, `unknown_sender`).
 fn check_sender(d: &Dispatcher, tenant: &str, from: &str) -> Result<(), Hold> {
-    let owner = d.policy.tenant_of_sender(from);
-    let allowed = if d.policy.declares_senders(tenant) {
+    let pol = d.policy.load();
+    let owner = pol.tenant_of_sender(from);
+    let allowed = if pol.declares_senders(tenant) {
         owner == Some(tenant)
     } else {
         owner.is_none_or(|o| o == tenant) && d.providers.is_default_sender(from)
@@ -245,7 +247,7 @@ fn check_sender(d: &Dispatcher, tenant: &str, from: &str) -> Result<(), Hold> {
     }
     Err(Hold::UnknownSender(match owner {
         Some(o) if o != tenant => format!("`from` {from} is a sender of another tenant"),
-        _ if d.policy.declares_senders(tenant) => {
+        _ if pol.declares_senders(tenant) => {
             format!("`from` {from} is not one of tenant `{tenant}`'s senders")
         }
         _ => format!(
@@ -329,13 +331,14 @@ fn clear(
             }
         };
         if let Some(hold) = hold {
-            let spread = d.policy.release_spread_ms;
+            let spread = d.policy.load().release_spread_ms;
             let dec = hold::decide(hold, msg, raw, attempt, now, spread);
             record(outcomes, partition, entry, permit, dec);
             continue;
         }
         let pin = pin.and_then(|name| d.providers.slot_index(&name));
-        let route = d.providers.route(&msg.tenant, msg.category);
+        let pol = d.policy.load();
+        let route = pol.route(&msg.tenant, msg.category);
         let (slot, probe) = match d.providers.pick(route, attempt, pin, now) {
             Pick::Slot { index, probe } => (index, probe),
             Pick::AllOpen { retry_at } => {

@@ -166,12 +166,13 @@ pub(super) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// policy, caps, pins and more providers.
 pub(super) async fn send_task(d: Arc<Dispatcher>, outcomes: OutcomeSender, s: Outgoing) {
     let slot = &d.providers.slots[usize::from(s.slot)];
+    let pol = d.policy.load_full();
     // Without `from` the provider's default sender is used: never one that
     // another tenant owns, or that tenant would get this one's replies —
     // a STOP among them (docs/contracts.md#ingest, `unknown_sender`).
     if s.msg.from.is_none()
         && let Some(default) = slot.default_sender.as_deref()
-        && let Some(owner) = d.policy.tenant_of_sender(default)
+        && let Some(owner) = pol.tenant_of_sender(default)
         && owner != s.msg.tenant
     {
         let detail = format!(
@@ -240,7 +241,7 @@ pub(super) async fn send_task(d: Arc<Dispatcher>, outcomes: OutcomeSender, s: Ou
             dec.segments = accepted.segments;
             dec.receipts = slot.receipts.then(|| slot.provider.kind());
             let sender = dec.msg.from.as_deref().or(slot.default_sender.as_deref());
-            dec.remember_recipient = sender.is_none_or(|s| d.policy.tenant_of_sender(s).is_none());
+            dec.remember_recipient = sender.is_none_or(|s| pol.tenant_of_sender(s).is_none());
             dec
         }
         Err(err) => {

@@ -52,7 +52,7 @@ pub struct HttpState {
     pub health: Arc<crate::health::Health>,
     /// Cancelled when shutdown begins: readiness turns false.
     pub shutdown: CancellationToken,
-    pub policy: Arc<crate::policy::Policy>,
+    pub policy: Arc<crate::policy::live::LivePolicy>,
     pub consent: Arc<crate::consent::ConsentLedger>,
     pub cap_script: redis::Script,
     /// `control.token`: an admin may use every tenant's endpoints.

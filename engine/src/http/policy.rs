@@ -90,6 +90,9 @@ pub(super) async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -
     let category = r.category.unwrap_or(model::Category::Transactional);
     let on_file = state.consent.lookup(tenant, to);
     let mut conn = state.redis.clone();
+    // One version for the whole answer, named in it.
+    let pol = state.policy.load_full();
+    let version = pol.version;
     let mut t = at;
     let mut all_fired = Vec::new();
     // Quiet hours and caps alternate until one instant satisfies both: a
@@ -107,7 +110,7 @@ pub(super) async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -
             consent: r.consent,
             explain: true,
         };
-        let eval = state.policy.evaluate(&input, on_file);
+        let eval = pol.evaluate(&input, on_file);
         let zones: Vec<&str> = eval.zones.iter().map(|z| z.name()).collect();
         let first = all_fired.is_empty();
         if first {
@@ -118,7 +121,7 @@ pub(super) async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -
                 return json_response(
                     StatusCode::OK,
                     &json!({"decision": "suppress", "reason": reason.as_str(), "zones": zones,
-                        "rules": all_fired, "consent": consent_json(on_file)}),
+                        "rules": all_fired, "consent": consent_json(on_file), "policy_version": version}),
                 );
             }
             crate::policy::Verdict::Defer { until, .. } => {
@@ -162,10 +165,10 @@ pub(super) async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -
                 }
                 let body = if t == at {
                     json!({"decision": "allow", "zones": zones, "rules": all_fired,
-                        "consent": consent_json(on_file)})
+                        "consent": consent_json(on_file), "policy_version": version})
                 } else {
                     json!({"decision": "defer", "until": t.to_string(), "zones": zones,
-                        "rules": all_fired, "consent": consent_json(on_file)})
+                        "rules": all_fired, "consent": consent_json(on_file), "policy_version": version})
                 };
                 return json_response(StatusCode::OK, &body);
             }
@@ -174,7 +177,7 @@ pub(super) async fn evaluate_policy(state: &HttpState, req: Request<Incoming>) -
     json_response(
         StatusCode::OK,
         &json!({"decision": "defer", "until": t.to_string(), "rules": all_fired,
-            "consent": consent_json(on_file)}),
+            "consent": consent_json(on_file), "policy_version": version}),
     )
 }
 

@@ -113,7 +113,8 @@ pub(super) async fn twilio_inbound(state: &HttpState, req: Request<Incoming>) ->
         provider_id: param("MessageSid").or(param("SmsSid")).unwrap_or(""),
     };
     let mut conn = state.redis.clone();
-    match reply::handle(&state.policy, &state.consent, &mut conn, &inbound).await {
+    let policy = state.policy.load_full();
+    match reply::handle(&policy, &state.consent, &mut conn, &inbound).await {
         Ok(answer) => twiml(answer),
         // Never answer 200 for a STOP that was not recorded: a 5xx makes
         // Twilio use the number's fallback URL (and shows in its debugger).

@@ -38,6 +38,9 @@ pub struct Fired {
 
 pub mod caps;
 pub mod config;
+pub mod document;
+pub mod live;
+pub mod store;
 
 // foldhash (hashbrown's default): looked up per message; SipHash showed
 // in the throughput profile.
@@ -56,7 +59,7 @@ use rules::{CapRule, Rules, WindowRule};
 use zones::Zone;
 
 /// What a number with no consent record gets, per purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownNumber {
     /// The tenant attests prior express consent by sending (docs/compliance.md: the
@@ -85,7 +88,14 @@ pub struct TenantPolicy {
     pub help_text: String,
     pub opt_out_confirmation: String,
     pub opt_in_confirmation: String,
+    /// The tenant's default locale (`en-US` unless set).
+    pub locale: Box<str>,
+    /// Zone assumed for a recipient Herald cannot place.
+    pub time_zone: Option<Zone>,
 }
+
+/// The locale of a tenant that sets none.
+pub const DEFAULT_LOCALE: &str = "en-US";
 
 const DEFAULT_OPT_OUT: &str = "Reply STOP to stop texts to this telephone number.";
 const DEFAULT_HELP: &str = "Account and payment notices. Msg&data rates may apply. Reply STOP to stop texts to this telephone number.";
@@ -137,6 +147,27 @@ impl TenantPolicy {
             )
             .map_err(|e| key_err(e.path, e.reason))?
         };
+        let locale = match s.locale {
+            None => Box::from(DEFAULT_LOCALE),
+            Some(l) if valid_locale(&l) => l.into_boxed_str(),
+            Some(l) => {
+                return Err(key_err(
+                    format!("{key}.locale"),
+                    format!(
+                        "`{l}` is not a locale (a language code with an optional region: `en`, `es-US`)"
+                    ),
+                ));
+            }
+        };
+        let time_zone = match &s.time_zone {
+            None => None,
+            Some(z) => Some(Zone::by_name(z).ok_or_else(|| {
+                key_err(
+                    format!("{key}.time_zone"),
+                    format!("unknown time zone `{z}` (a tz database name such as America/Chicago)"),
+                )
+            })?),
+        };
         let blocked = BlockedContent::new(&s.blocked_content)
             .map_err(|e| key_err(format!("{key}.blocked_content"), e))?;
         let mut senders = Vec::with_capacity(s.senders.len());
@@ -177,14 +208,29 @@ impl TenantPolicy {
                     "opt_in_confirmation",
                     DEFAULT_START_CONFIRM,
                 )?,
+                locale,
+                time_zone,
             },
             senders,
         ))
     }
 }
 
-/// The compiled policy: rule tables plus every tenant's settings. Immutable;
-/// shared by all shards.
+/// What [`Policy::assemble`] compiles.
+pub(crate) struct Parts {
+    pub rules: Rules,
+    pub release_spread_secs: u64,
+    /// Where `release_spread_secs` was written, for its error.
+    pub release_spread_key: &'static str,
+    pub tenants: std::collections::BTreeMap<String, TenantSection>,
+    pub routes: crate::providers::config::Routes,
+    pub throttles: std::collections::BTreeMap<String, crate::throttle::live::Override>,
+    pub version: u64,
+}
+
+/// The compiled policy: rule tables, every tenant's settings, routes and
+/// throttle overrides, of one policy-store version. Immutable; shared by all
+/// shards, and swapped whole when a new version arrives ([`live::LivePolicy`]).
 #[derive(Debug)]
 pub struct Policy {
     pub rules: Rules,
@@ -199,6 +245,46 @@ pub struct Policy {
     declared: hashbrown::HashSet<String>,
     /// Deferred messages are spread over this long after a window opens.
     pub release_spread_ms: i64,
+    /// The policy-store version this was compiled from (0: files only, no
+    /// store yet).
+    pub version: u64,
+    routes: RouteTable,
+    /// Live throttle overrides by lane (`carrier:<name>`, `sender:<id>`),
+    /// applied to the token buckets when this version is swapped in.
+    pub throttles: std::collections::BTreeMap<String, crate::throttle::live::Override>,
+}
+
+/// Routes by tenant and category, as slot indices into the providers.
+#[derive(Debug, Default)]
+struct RouteTable {
+    default: Vec<usize>,
+    /// By `Category as usize`, then the tenant's default at index 3.
+    tenants: HashMap<String, [Option<Vec<usize>>; 4]>,
+}
+
+impl RouteTable {
+    fn new(r: crate::providers::config::Routes) -> RouteTable {
+        let mut tenants: HashMap<String, [Option<Vec<usize>>; 4]> = HashMap::new();
+        for ((tenant, category), route) in r.tenants {
+            let slot = category.map_or(3, |c| c as usize);
+            tenants.entry(tenant).or_default()[slot] = Some(route);
+        }
+        RouteTable {
+            default: r.default,
+            tenants,
+        }
+    }
+}
+
+/// `en`, `es-US`, `pt-BR`: a language code, optionally a region.
+pub fn valid_locale(l: &str) -> bool {
+    let (lang, region) = match l.split_once('-') {
+        Some((a, b)) => (a, Some(b)),
+        None => (l, None),
+    };
+    (2..=3).contains(&lang.len())
+        && lang.bytes().all(|b| b.is_ascii_lowercase())
+        && region.is_none_or(|r| r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()))
 }
 
 /// What the policy decides for one message at one instant.
@@ -258,7 +344,8 @@ static CITE_WRITTEN: LazyLock<Arc<str>> =
     LazyLock::new(|| Arc::from("47 CFR 64.1200(a)(2), (f)(9)"));
 
 impl Policy {
-    /// Compile the rule tables and tenant sections; errors name the key.
+    /// Compile the rule tables and tenant sections from config files
+    /// (tests and tools: no routes, no throttles); errors name the key.
     pub fn build(
         c: &ComplianceSection,
         tenants: std::collections::BTreeMap<String, TenantSection>,
@@ -273,11 +360,33 @@ impl Policy {
                     .map_err(|e| key_err("compliance.rules_file", format!("{path}: {e}")))?
             }
         };
-        if c.release_spread_secs > 3600 {
-            return Err(key_err(
-                "compliance.release_spread_secs",
-                "must be at most 3600",
-            ));
+        Policy::assemble(Parts {
+            rules,
+            release_spread_secs: c.release_spread_secs,
+            release_spread_key: "compliance.release_spread_secs",
+            tenants,
+            routes: crate::providers::config::Routes {
+                default: vec![0],
+                tenants: Vec::new(),
+            },
+            throttles: Default::default(),
+            version: 0,
+        })
+    }
+
+    /// Compile validated parts into the policy the dispatch path reads.
+    pub(crate) fn assemble(p: Parts) -> Result<Policy, ConfigError> {
+        let Parts {
+            rules,
+            release_spread_secs,
+            release_spread_key,
+            tenants,
+            routes,
+            throttles,
+            version,
+        } = p;
+        if release_spread_secs > 3600 {
+            return Err(key_err(release_spread_key, "must be at most 3600"));
         }
         let (default_tenant, _) = TenantPolicy::build("tenants.default", TenantSection::default())?;
         let mut by_sender = HashMap::new();
@@ -310,8 +419,31 @@ impl Policy {
             default_tenant,
             by_sender,
             declared,
-            release_spread_ms: (c.release_spread_secs * 1000) as i64,
+            release_spread_ms: (release_spread_secs * 1000) as i64,
+            version,
+            routes: RouteTable::new(routes),
+            throttles,
         })
+    }
+
+    /// The providers (slot indices, failover order) a tenant's messages of
+    /// one category try: the tenant's category route, else the tenant's
+    /// default, else `routes.default`. No allocation.
+    #[inline]
+    pub fn route(&self, tenant: &str, category: Category) -> &[usize] {
+        if let Some(r) = self.routes.tenants.get(tenant)
+            && let Some(route) = r[category as usize].as_ref().or(r[3].as_ref())
+        {
+            return route;
+        }
+        &self.routes.default
+    }
+
+    /// The tenants that have a section, sorted.
+    pub fn tenant_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.tenants.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
     }
 
     /// The shipped policy with no tenant settings (tests, tools).
@@ -393,7 +525,12 @@ impl Policy {
         };
         let tz = input.recipient_tz.and_then(Zone::by_name);
         let st = input.recipient_state.and_then(|s| s.parse().ok());
-        let cands = zones::candidates(input.to, tz, st);
+        let mut cands = zones::candidates(input.to, tz, st);
+        if cands.zones.is_empty()
+            && let Some(z) = tp.time_zone
+        {
+            cands = zones::Candidates::from_parts(&[z], &[]);
+        }
         let verdict = match quiet_hours::evaluate(
             &self.rules,
             &tp.windows,

@@ -24,7 +24,8 @@ use crate::model::Category;
 use crate::policy::zones::StateCode;
 
 /// The shipped defaults (docs/compliance.md's tables).
-const SHIPPED: &str = include_str!("../../../config/compliance.toml");
+/// The shipped rule table, `config/compliance.toml`, as compiled in.
+pub const SHIPPED: &str = include_str!("../../../config/compliance.toml");
 
 /// One hour = 3.6 M ms; caps are configured in hours.
 const MS_PER_HOUR: i64 = 3_600_000;
@@ -520,6 +521,54 @@ impl Rules {
         let file: RulesFile = serde_path_to_error::deserialize(de)
             .map_err(|e| RulesError::from_serde("", e, Some(src)))?;
         Rules::build(file)
+    }
+
+    /// Parses and validates a rule table held in a TOML value (the policy
+    /// document's `[rules]`); error paths start with `prefix`.
+    pub fn from_value(prefix: &str, value: toml::Value) -> Result<Rules, RulesError> {
+        let file: RulesFile = serde_path_to_error::deserialize(value)
+            .map_err(|e| RulesError::from_serde(prefix, e, None))?;
+        Rules::build(file).map_err(|e| RulesError {
+            path: join_path(prefix, &e.path),
+            reason: e.reason,
+        })
+    }
+
+    /// The first category whose everywhere-windows (federal ones plus
+    /// `extra`, a tenant's) share no open minute on any weekday: texts of it
+    /// could never be sent. Waivers by consent are not counted.
+    pub fn never_open(&self, extra: &[WindowRule]) -> Option<(Category, Vec<Arc<str>>)> {
+        for category in Category::ALL {
+            let windows: Vec<&WindowRule> = self.federal[category_index(category)]
+                .iter()
+                .map(|&i| &self.windows[usize::from(i)])
+                .chain(extra.iter().filter(|w| w.applies_to(category)))
+                .collect();
+            if windows.len() < 2 {
+                continue;
+            }
+            let open_some_day = (0..7).any(|day| {
+                let mut start = 0u16;
+                let mut end = ClockTime::END_OF_DAY.minutes();
+                for w in &windows {
+                    match w.week[day] {
+                        Some(h) => {
+                            start = start.max(h.start.minutes());
+                            end = end.min(h.end.minutes());
+                        }
+                        None => return false,
+                    }
+                }
+                start < end
+            });
+            if !open_some_day {
+                return Some((
+                    category,
+                    windows.iter().map(|w| Arc::clone(&w.id)).collect(),
+                ));
+            }
+        }
+        None
     }
 
     fn build(file: RulesFile) -> Result<Rules, RulesError> {

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::check::{ConfigError, key_err, positive};
 use crate::model::Category;
@@ -150,8 +150,8 @@ impl ProviderSection {
     }
 }
 
-/// `[routes]`, as written.
-#[derive(Debug, Deserialize, Default)]
+/// `[routes]`, as written (also the policy document's `[routes]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutesSection {
     pub default: Vec<String>,
@@ -160,7 +160,7 @@ pub struct RoutesSection {
 }
 
 /// One tenant's routes: a default and per-category overrides.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantRoutes {
     pub default: Option<Vec<String>>,
@@ -181,6 +181,13 @@ pub struct Routes {
 
 impl RoutesSection {
     pub fn validate(self, providers: &[ProviderConfig]) -> Result<Routes, ConfigError> {
+        let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+        self.validate_names(&names)
+    }
+
+    /// Resolve every route against the providers named `providers` (in
+    /// slot order); errors name the key (`routes.tenants.acme.marketing`).
+    pub fn validate_names(&self, providers: &[&str]) -> Result<Routes, ConfigError> {
         if self.default.is_empty() {
             return Err(key_err(
                 "routes.default",
@@ -189,7 +196,7 @@ impl RoutesSection {
         }
         let mut default = Vec::with_capacity(self.default.len());
         for name in &self.default {
-            let Some(i) = providers.iter().position(|p| &p.name == name) else {
+            let Some(i) = providers.iter().position(|p| p == name) else {
                 return Err(key_err(
                     "routes.default",
                     format!("provider `{name}` is not defined under [providers]"),
@@ -204,15 +211,12 @@ impl RoutesSection {
             names
                 .iter()
                 .map(|name| {
-                    providers
-                        .iter()
-                        .position(|p| &p.name == name)
-                        .ok_or_else(|| {
-                            key_err(
-                                key.clone(),
-                                format!("provider `{name}` is not defined under [providers]"),
-                            )
-                        })
+                    providers.iter().position(|p| p == name).ok_or_else(|| {
+                        key_err(
+                            key.clone(),
+                            format!("provider `{name}` is not defined under [providers]"),
+                        )
+                    })
                 })
                 .collect()
         };

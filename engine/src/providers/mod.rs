@@ -12,9 +12,8 @@ use herald_adapters::{AnyProvider, HttpProvider, SandboxProvider, SnsProvider, T
 use tokio::sync::Semaphore;
 
 pub use self::breaker::Breaker;
-use self::config::{BreakerConfig, ProviderConfig, ProviderKind, Routes};
+use self::config::{BreakerConfig, ProviderConfig, ProviderKind};
 use crate::error::Error;
-use crate::model::Category;
 
 /// One configured provider.
 #[derive(Debug)]
@@ -40,9 +39,6 @@ pub struct ProviderSlot {
 #[derive(Debug)]
 pub struct Providers {
     pub slots: Vec<ProviderSlot>,
-    pub default_route: Vec<usize>,
-    /// (tenant, category or `None` for the tenant's default) → route.
-    pub routes: hashbrown::HashMap<(String, Option<Category>), Vec<usize>>,
     /// Attempts on one provider before a transient failure fails over to
     /// the next in the route.
     pub failover_after: u32,
@@ -64,7 +60,6 @@ impl Providers {
     /// Build every provider; `failover_after` is `dispatch.failover_after`.
     pub fn new(
         providers: &[ProviderConfig],
-        routes: &Routes,
         breaker: BreakerConfig,
         failover_after: u32,
     ) -> Result<Providers, Error> {
@@ -116,8 +111,6 @@ impl Providers {
         }
         Ok(Providers {
             slots,
-            default_route: routes.default.clone(),
-            routes: routes.tenants.clone().into_iter().collect(),
             failover_after,
         })
     }
@@ -136,19 +129,6 @@ impl Providers {
             .iter()
             .position(|s| &*s.name == name)
             .and_then(|i| u16::try_from(i).ok())
-    }
-
-    /// The route of a tenant's messages of one category: the tenant's
-    /// category route, else the tenant's default, else `routes.default`.
-    pub fn route(&self, tenant: &str, category: Category) -> &[usize] {
-        if !self.routes.is_empty() {
-            for key in [Some(category), None] {
-                if let Some(r) = self.routes.get(&(tenant.to_string(), key)) {
-                    return r;
-                }
-            }
-        }
-        &self.default_route
     }
 
     /// The provider for attempt `attempt` (1-based) of a message: the

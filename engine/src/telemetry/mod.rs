@@ -49,6 +49,14 @@ fn describe() {
         "Redelivered messages whose earlier send may have reached the provider, by policy"
     );
     describe_counter!(names::REDIS_ERRORS, "Redis command failures by operation");
+    describe_gauge!(
+        names::POLICY_VERSION,
+        "The policy-store version this instance runs"
+    );
+    describe_counter!(
+        names::POLICY_REJECTED,
+        "Stored policy versions this instance could not compile (it kept the one it ran)"
+    );
     describe_histogram!(
         names::PROVIDER_LATENCY,
         Unit::Seconds,
@@ -214,6 +222,17 @@ pub fn segments(encoding: &'static str, n: u32) {
 
 pub fn consent_changes(n: usize) {
     counter!(names::CONSENT_CHANGES).increment(n as u64);
+}
+
+/// The policy-store version this instance runs.
+pub fn policy_version(v: u64) {
+    gauge!(names::POLICY_VERSION).set(v as f64);
+}
+
+/// A stored policy version this instance could not compile (it stays on
+/// the one it runs).
+pub fn policy_rejected() {
+    counter!(names::POLICY_REJECTED).increment(1);
 }
 
 pub fn consent_numbers(n: usize) {

@@ -29,3 +29,5 @@ pub const INBOUND_UNOWNED: &str = "herald_inbound_unowned_total";
 pub const HTTP_CONNECTIONS: &str = "herald_http_connections";
 pub const HTTP_REFUSED: &str = "herald_http_connections_refused_total";
 pub const HTTP_TIMEOUTS: &str = "herald_http_timeouts_total";
+pub const POLICY_VERSION: &str = "herald_policy_version";
+pub const POLICY_REJECTED: &str = "herald_policy_versions_rejected_total";

@@ -1,34 +1,43 @@
-//! Live throttle changes, fleet-wide: the control plane stores limit
-//! overrides in the Redis hash `herald:throttles` (lane → JSON), and every
-//! instance re-reads it every 500 ms and swaps in the limiters that changed
-//! (`Throttle::set_carrier_limit` / `set_sender_limit`) — no restart.
+//! Live throttle changes, fleet-wide: limit overrides live in the policy
+//! document's `[throttles]` (lane → limit, `policy::document`); when an
+//! instance swaps in a new policy version it applies the lanes that changed
+//! ([`apply_changes`]: `Throttle::set_carrier_limit` / `set_sender_limit`)
+//! — no restart. Before the policy store they lived in the hash
+//! `herald:throttles`, which now only seeds an empty store ([`list`]).
 //!
 //! Lanes are named `carrier:<name>` or `sender:<number or service id>`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use super::{Limit, Throttle};
 use crate::conn::Conn;
 
 use crate::keys::THROTTLES;
 
-/// How often each instance re-reads it.
-pub const REFRESH: Duration = Duration::from_millis(500);
-
-/// One stored override.
+/// One override: a lane's limit in the policy document's `[throttles]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Override {
     /// 0: not throttled.
     pub segments: u32,
     /// `second`, `minute`, `hour` or `day`.
     pub per: String,
     /// 0: the default burst.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub burst: u32,
+    /// When it was set (ms epoch; 0: unknown, e.g. written by hand).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub set_at_ms: i64,
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
 }
 
 impl Override {
@@ -85,44 +94,44 @@ pub async fn list(conn: &mut Conn) -> redis::RedisResult<BTreeMap<String, Overri
         .collect())
 }
 
-/// Store an override (the instances apply it within `REFRESH`).
-pub async fn store(conn: &mut Conn, lane: &str, o: &Override) -> redis::RedisResult<()> {
-    let json = serde_json::to_string(o).unwrap_or_default();
-    redis::cmd("HSET")
-        .arg(THROTTLES)
-        .arg(lane)
-        .arg(json)
-        .query_async(conn)
-        .await
-}
-
-/// Re-read the overrides every `REFRESH` and apply the ones that changed.
-pub async fn run_refresher(throttle: &Throttle, mut conn: Conn, shutdown: CancellationToken) {
-    let mut applied: BTreeMap<String, Override> = BTreeMap::new();
-    loop {
-        match list(&mut conn).await {
-            Ok(all) => {
-                for (lane, o) in &all {
-                    if applied.get(lane) == Some(o) {
-                        continue;
-                    }
-                    match apply(throttle, lane, o) {
-                        Ok(()) => {
-                            tracing::info!(%lane, segments = o.segments, per = %o.per, "throttle changed")
-                        }
-                        Err(e) => tracing::warn!(%lane, error = %e, "ignoring a stored throttle"),
-                    }
-                }
-                applied = all;
-            }
-            Err(e) => {
-                crate::telemetry::redis_error("throttles");
-                tracing::warn!(error = %e, "reading throttle overrides failed");
-            }
+/// Apply the change from `before` to `after` (two policy versions'
+/// `[throttles]`) to this instance's throttle: new and changed lanes take
+/// their override; a lane whose override is gone returns to the carrier
+/// table's limit or its sender kind's default.
+pub fn apply_changes(
+    throttle: &Throttle,
+    base: &super::ThrottleConfig,
+    before: &BTreeMap<String, Override>,
+    after: &BTreeMap<String, Override>,
+) {
+    for (lane, o) in after {
+        if before.get(lane) == Some(o) {
+            continue;
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(REFRESH) => {}
+        match apply(throttle, lane, o) {
+            Ok(()) => {
+                tracing::info!(%lane, segments = o.segments, per = %o.per, "throttle changed")
+            }
+            Err(e) => tracing::warn!(%lane, error = %e, "ignoring a throttle override"),
+        }
+    }
+    for lane in before.keys().filter(|l| !after.contains_key(*l)) {
+        let result = match parse_lane(lane) {
+            Some(Lane::Carrier(c)) => {
+                let limit = base.carrier(c).and_then(|spec| spec.limit);
+                throttle
+                    .set_carrier_limit(c, limit)
+                    .map_err(|e| e.to_string())
+            }
+            Some(Lane::Sender(s)) => {
+                throttle.clear_sender_limit(s);
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => tracing::info!(%lane, "throttle override removed; back to the table's limit"),
+            Err(e) => tracing::warn!(%lane, error = %e, "could not restore a throttle"),
         }
     }
 }

@@ -360,6 +360,25 @@ impl Throttle {
         }));
     }
 
+    /// Drop one sender's override: its lane follows its kind's default again.
+    pub fn clear_sender_limit(&self, sender: &str) {
+        let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut limits = SenderLimits::clone(&self.sender_limits.load());
+        limits.overrides.remove(sender);
+        let class_limit = |class: SenderClass| limits.by_class[class.index()];
+        let cur = self.senders.load_full();
+        let mut by_name = cur.by_name.clone();
+        if let Some(entry) = by_name.get_mut(sender) {
+            entry.overridden = false;
+            entry.lane = self.relimit(entry.lane.as_ref(), class_limit(entry.class));
+        }
+        self.sender_limits.store(Arc::new(limits));
+        self.senders.store(Arc::new(SenderLanes {
+            by_name,
+            overflow: cur.overflow.clone(),
+        }));
+    }
+
     /// Set the default limit of a kind of sender live (`None`: not
     /// throttled); every sender of that kind without an override follows.
     pub fn set_sender_class_limit(&self, class: SenderClass, limit: Option<Limit>) {
