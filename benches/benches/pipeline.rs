@@ -103,6 +103,15 @@ fn policy(c: &mut Criterion) {
             b.iter(|| policy.evaluate(black_box(&i), NumberState::default()))
         });
     }
+    // The dispatch path reads the policy through the live snapshot: the
+    // same evaluation behind one `ArcSwap` load (the cost of live policy
+    // changes on the hot path).
+    let live = herald_engine::policy::live::LivePolicy::new(Policy::shipped());
+    let ny = input(12_125_550_123, Category::Collections, None);
+    g.bench_function("collections_ny_live", |b| {
+        b.iter(|| live.load().evaluate(black_box(&ny), NumberState::default()))
+    });
+    g.bench_function("live_load", |b| b.iter(|| live.load().version));
     // Night in New York: deferred, with the trail's rule reports.
     let night = Input {
         at: "2026-06-03T03:00:00Z".parse().expect("ts"),

@@ -196,8 +196,10 @@ fn screen_all(
 /// that apply; `Err`: why it is held. The body is rewritten in place when
 /// content rules change it.
 fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Result<(u32, Vec<Arc<CapRule>>), Hold> {
+    // One load of the live policy for the whole decision.
+    let pol = d.policy.load();
     if let Some(from) = msg.from.as_deref() {
-        check_sender(d, &msg.tenant, from)?;
+        check_sender(d, &pol, &msg.tenant, from)?;
     }
     if let Some(drop) = d.pauses.paused(&msg.tenant) {
         return Err(Hold::Paused { drop });
@@ -217,7 +219,6 @@ fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Result<(u32, Vec<Arc<C
         explain: false,
     };
     let on_file = d.consent.lookup(&msg.tenant, msg.to);
-    let pol = d.policy.load();
     let tp = pol.tenant(&msg.tenant);
     let eval = pol.evaluate_for(tp, &input, on_file);
     if eval.verdict != policy::Verdict::Allow {
@@ -234,8 +235,12 @@ fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Result<(u32, Vec<Arc<C
 /// one that declared none, only from a provider's default sender no other
 /// tenant owns. So replies come back to the tenant that sent, and a tenant
 /// cannot send as another (docs/contracts.md#ingest, `unknown_sender`).
-fn check_sender(d: &Dispatcher, tenant: &str, from: &str) -> Result<(), Hold> {
-    let pol = d.policy.load();
+fn check_sender(
+    d: &Dispatcher,
+    pol: &policy::Policy,
+    tenant: &str,
+    from: &str,
+) -> Result<(), Hold> {
     let owner = pol.tenant_of_sender(from);
     let allowed = if pol.declares_senders(tenant) {
         owner == Some(tenant)
