@@ -534,3 +534,62 @@ async fn rollback_restores_the_previous_decisions_and_every_change_is_audited_on
     a.stop().await.expect("stop a");
     b.stop().await.expect("stop b");
 }
+
+/// A version one instance cannot run (it routes to a provider only the
+/// other has) is refused there: that instance keeps its version, says so
+/// in `policy status`, and sending goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_cannot_run_a_new_version_keeps_the_one_it_runs() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let backup = format!(
+        "[providers.backup]\nkind = \"twilio\"\nbase_url = \"{}\"\naccount_sid = \"ACmock0000000000000000000000000001\"\nauth_token = \"mock-token\"\nfrom = \"+15005550006\"\n",
+        mock.base_url()
+    );
+    let (a, grpc) = start_controlled(&redis, &mock, &backup).await;
+    let (b, _) = start_controlled(&redis, &mock, "").await;
+    let mut conn = redis.conn().await;
+    let to = number(4);
+
+    let file = edited(
+        grpc,
+        "[tenants.acme]\n[routes.tenants.acme]\ndefault = [\"backup\"]\n",
+    )
+    .await;
+    heraldctl(grpc, TOKEN, &["policy", "set", &file.toml_path()])
+        .await
+        .expect("a has the provider: stored");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = heraldctl(grpc, TOKEN, &["policy", "status", "--json"])
+            .await
+            .expect("status");
+        let s: Value = serde_json::from_str(&s).expect("json");
+        let mut versions: Vec<u64> = s["instances"]
+            .as_array()
+            .map(|i| i.iter().filter_map(|i| i["version"].as_u64()).collect())
+            .unwrap_or_default();
+        versions.sort_unstable();
+        if versions == [1, 2] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a on v2, b still on v1: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(decision(&a, "acme", &to).await.1, 2);
+    assert_eq!(decision(&b, "acme", &to).await.1, 1, "b refused v2");
+    // Both still send.
+    let batch: Vec<Vec<u8>> = (0..10)
+        .map(|i| msg(&format!("go-{i}"), "default", i))
+        .collect();
+    xadd_raw(&mut conn, 4, &batch).await;
+    wait_events(&mut conn, "10 sent", Duration::from_secs(10), |ev| {
+        of_prefix(ev, "go-")
+            .filter(|e| e.get("status").map(String::as_str) == Some("sent"))
+            .count()
+            == 10
+    })
+    .await;
+    a.stop().await.expect("stop a");
+    b.stop().await.expect("stop b");
+}
