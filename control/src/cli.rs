@@ -365,6 +365,9 @@ pub enum PolicyVerb {
         /// Why.
         #[arg(long, default_value = "")]
         comment: String,
+        /// Refuse unless the store is at this version (0: any).
+        #[arg(long, default_value_t = 0)]
+        expect: u64,
     },
     /// Write the current version to DIR: `policy.toml` (the whole document,
     /// for `policy set`) and `compliance.toml` (its rule table, for
@@ -785,13 +788,14 @@ impl AdminSession {
         &mut self,
         version: u64,
         comment: &str,
+        expected_version: u64,
     ) -> Result<RollbackPolicyResponse, CliError> {
         let result = self
             .client
             .rollback_policy(RollbackPolicyRequest {
                 version,
                 comment: comment.to_owned(),
-                expected_version: 0,
+                expected_version,
             })
             .await;
         self.answer("RollbackPolicy", result)
@@ -1300,8 +1304,12 @@ async fn policy_command(session: &mut AdminSession, verb: &PolicyVerb) -> Result
                 )
             }
         }
-        PolicyVerb::Rollback { version, comment } => {
-            let r = session.rollback_policy(*version, comment).await?;
+        PolicyVerb::Rollback {
+            version,
+            comment,
+            expect,
+        } => {
+            let r = session.rollback_policy(*version, comment, *expect).await?;
             format!(
                 "{}policy v{} stored with version {version}'s document; every instance follows within a second\n",
                 r.diff, r.version

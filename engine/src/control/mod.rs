@@ -143,7 +143,15 @@ impl ControlService {
         let stored = store::get(&mut conn, cur)
             .await
             .map_err(unavailable)?
-            .ok_or_else(|| Status::failed_precondition("the policy store is empty"))?;
+            .ok_or_else(|| {
+                Status::failed_precondition(if cur == 0 {
+                    "the policy store is empty".to_string()
+                } else {
+                    format!(
+                        "policy version {cur} is current but not stored (herald:policy:versions)"
+                    )
+                })
+            })?;
         let doc = Document::parse(&stored.doc).map_err(|e| {
             Status::internal(format!("stored policy version {cur} does not parse: {e}"))
         })?;
@@ -964,6 +972,13 @@ impl Control for ControlService {
                 base.version, req.expected_version
             )));
         }
+        // Samples are checked (and decided on the running version) before
+        // anything is stored: a bad sample refuses the whole call.
+        let current = self.d.policy.load_full();
+        let mut now = Vec::with_capacity(req.samples.len());
+        for s in &req.samples {
+            now.push(self.decide(&current, s)?);
+        }
         let (version, diff, changed, proposed) = self
             .put_version(
                 &caller,
@@ -975,11 +990,10 @@ impl Control for ControlService {
                 Some("policy.set"),
             )
             .await?;
-        let current = self.d.policy.load_full();
         let mut evaluations = Vec::with_capacity(req.samples.len());
-        for s in req.samples {
+        for (s, current) in req.samples.into_iter().zip(now) {
             evaluations.push(SampleEvaluation {
-                current: Some(self.decide(&current, &s)?),
+                current: Some(current),
                 proposed: Some(self.decide(&proposed, &s)?),
                 sample: Some(s),
             });

@@ -209,6 +209,12 @@ impl Document {
 pub fn compile(doc: &Document, version: u64, ctx: &Context) -> Result<Policy, ConfigError> {
     let rules = Rules::from_value("rules", toml::Value::Table(doc.rules.clone()))
         .map_err(|e| key_err(e.path, e.reason))?;
+    if rules.windows().is_empty() {
+        return Err(key_err(
+            "rules.window",
+            "the rule table has no sending window: that would be no quiet hours at all",
+        ));
+    }
     let names: Vec<&str> = ctx.providers.iter().map(String::as_str).collect();
     let routes = doc.routes.validate_names(&names)?;
     for (lane, o) in &doc.throttles {
@@ -398,11 +404,21 @@ mod tests {
             msg.contains("rules.cap[0]") && msg.contains("window_hours"),
             "{msg}"
         );
-        // No [rules] at all would mean no quiet hours: refused.
+        // No [rules] at all, or an empty one, would mean no quiet hours:
+        // refused.
         let msg = Document::parse("[routes]\ndefault = [\"twilio\"]\n")
             .expect_err("rules are required")
             .to_string();
         assert!(msg.contains("rules"), "{msg}");
+        let mut doc = base();
+        doc.rules = toml::Table::new();
+        let msg = compile(&doc, 2, &ctx())
+            .expect_err("empty rules")
+            .to_string();
+        assert!(
+            msg.contains("rules.window") && msg.contains("no quiet hours"),
+            "{msg}"
+        );
         // A route for a tenant the document does not declare.
         let mut doc = base();
         doc.routes

@@ -187,16 +187,34 @@ pub async fn report(conn: &mut Conn, consumer: &str, version: u64) -> redis::Red
         .await
 }
 
-/// Every instance's last report, by consumer name.
+/// An instance silent this long is forgotten (each process has its own
+/// consumer name, so every restart leaves one behind).
+pub const FORGET_MS: i64 = 24 * 3600 * 1000;
+
+/// Every instance's last report, by consumer name; reports older than
+/// [`FORGET_MS`] are deleted.
 pub async fn instances(conn: &mut Conn) -> redis::RedisResult<Vec<(String, Seen)>> {
     let all: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
         .arg(keys::POLICY_INSTANCES)
         .query_async(conn)
         .await?;
-    Ok(all
-        .into_iter()
-        .filter_map(|(k, v)| serde_json::from_str(&v).ok().map(|s| (k, s)))
-        .collect())
+    let now = now_ms();
+    let mut live = Vec::with_capacity(all.len());
+    let mut gone = Vec::new();
+    for (k, v) in all {
+        match serde_json::from_str::<Seen>(&v) {
+            Ok(s) if now - s.seen_ms <= FORGET_MS => live.push((k, s)),
+            _ => gone.push(k),
+        }
+    }
+    if !gone.is_empty() {
+        let _: i64 = redis::cmd("HDEL")
+            .arg(keys::POLICY_INSTANCES)
+            .arg(&gone)
+            .query_async(conn)
+            .await?;
+    }
+    Ok(live)
 }
 
 /// The policy to start on: the store's current version, or — when the store

@@ -123,8 +123,13 @@ pub fn apply_changes(
                     .set_carrier_limit(c, limit)
                     .map_err(|e| e.to_string())
             }
+            // Back to the configured override if the files give one,
+            // else to the sender kind's default.
             Some(Lane::Sender(s)) => {
-                throttle.clear_sender_limit(s);
+                match base.senders.overrides.get(s) {
+                    Some(limit) => throttle.set_sender_limit(s, *limit),
+                    None => throttle.clear_sender_limit(s),
+                }
                 Ok(())
             }
             None => Ok(()),
