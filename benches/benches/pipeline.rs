@@ -130,5 +130,46 @@ fn policy(c: &mut Criterion) {
     g.finish();
 }
 
+/// A template rendered from the in-memory policy, as the dispatch path
+/// will: from the message's `vars` JSON to the text.
+fn template(c: &mut Criterion) {
+    use herald_engine::content::templates::{Template, TemplateSection};
+    let section: TemplateSection = serde_json::from_value(serde_json::json!({
+        "version": 1,
+        "category": "collections",
+        "vars": {"name": "text", "amount": "money", "due_date": "date"},
+        "text": {
+            "en": "Hi {name}, your payment of {amount} is due {due_date}. Pay at acme.example/pay.",
+            "es": "Hola {name}, su pago de {amount} vence el {due_date}. Pague en acme.example/pay."
+        }
+    }))
+    .expect("section");
+    let t = Template::compile("t", "payment_due", &section, "en-US", &Default::default())
+        .expect("compiles");
+    let json = r#"{"name":"Ana","amount":1234.5,"due_date":"2026-12-01"}"#;
+    let vars: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).expect("vars");
+    let mut g = c.benchmark_group("template");
+    g.throughput(Throughput::Elements(1));
+    let mut out = String::new();
+    g.bench_function("render_es", |b| {
+        b.iter(|| {
+            t.render(Some("es-US"), "en-US", black_box(&vars), &mut out)
+                .map(|r| r.locale.len())
+        })
+    });
+    g.bench_function("render_from_json", |b| {
+        b.iter(|| {
+            let vars: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(black_box(json)).unwrap_or_default();
+            let mut out = String::new();
+            t.render(Some("en"), "en-US", &vars, &mut out)
+                .map(|_| out.len())
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(policy_group, policy);
-criterion_main!(benches, parts, policy_group);
+criterion_group!(template_group, template);
+criterion_main!(benches, parts, policy_group, template_group);

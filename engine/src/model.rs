@@ -2,11 +2,11 @@
 //! [`Message`], why one is rejected, tenants and E.164 numbers. The wire
 //! format that produces them is in `ingest::decode`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// The consent purpose and legal regime of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Transactional,

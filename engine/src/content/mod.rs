@@ -1,6 +1,6 @@
 //! Content: everything that turns a message into the text that is sent
 //! (docs/compliance.md#content; docs/compliance.md#carrier-rules; Reg F
-//! 12 CFR 1006.6(e)). Templates will render here too.
+//! 12 CFR 1006.6(e)), and message templates ([`templates`]).
 //!
 //! - [`prepare`]: the content stage of the dispatch path, with a tenant's
 //!   [`ContentRules`];
@@ -19,6 +19,7 @@ mod blocked;
 mod opt_out;
 mod segments;
 mod smart_encoding;
+pub mod templates;
 
 pub use blocked::BlockedContent;
 pub use opt_out::{has_opt_out_instruction, with_opt_out};

@@ -180,7 +180,7 @@ impl ControlService {
                 caller.who.name
             )));
         }
-        next.check_change()
+        next.check_change(base_doc)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let compiled = document::compile(&next, base.version + 1, &self.policy_ctx)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -190,6 +190,9 @@ impl ControlService {
                 Section::Rules | Section::Compliance => Need::Comply,
                 Section::Throttles => Need::Operate,
                 Section::Tenants | Section::Routes => Need::Admin,
+                // A collections text's wording is regulated (Reg F,
+                // 12 CFR 1006.6(e), 1006.18): compliance signs it off.
+                Section::Templates => Need::Comply,
             };
             if !caller.who.role.allows(need) {
                 return Err(Status::permission_denied(format!(

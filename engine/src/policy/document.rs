@@ -32,6 +32,7 @@ use super::config::{ComplianceSection, TenantSection};
 use super::rules::{Rules, WindowRule};
 use super::{Parts, Policy};
 use crate::check::{ConfigError, key_err};
+use crate::content::templates::{Template, TemplateSection};
 use crate::providers::config::RoutesSection;
 use crate::throttle::live::{self, Override};
 
@@ -50,6 +51,9 @@ pub struct Document {
     pub routes: RoutesSection,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub throttles: BTreeMap<String, Override>,
+    /// `[[templates.<tenant>.<name>]]`: one table per published version.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, BTreeMap<String, Vec<TemplateSection>>>,
 }
 
 /// `[compliance]` of the document: the settings that are policy, not
@@ -88,6 +92,7 @@ pub enum Section {
     Tenants,
     Routes,
     Throttles,
+    Templates,
 }
 
 impl Section {
@@ -98,6 +103,7 @@ impl Section {
             Section::Tenants => "tenants",
             Section::Routes => "routes",
             Section::Throttles => "throttles",
+            Section::Templates => "templates",
         }
     }
 }
@@ -126,6 +132,7 @@ impl Document {
             tenants: tenants.clone(),
             routes: routes.clone(),
             throttles: BTreeMap::new(),
+            templates: BTreeMap::new(),
         })
     }
 
@@ -185,13 +192,55 @@ impl Document {
         if self.throttles != next.throttles {
             v.push(Section::Throttles);
         }
+        if self.templates != next.templates {
+            v.push(Section::Templates);
+        }
         v
     }
 
-    /// Checks a *change* must pass on top of [`compile`] (a seed from files
-    /// is not held to them, so an existing config keeps starting): a route
-    /// names a tenant the document declares.
-    pub fn check_change(&self) -> Result<(), ConfigError> {
+    /// Checks a *change* from `base` must pass on top of [`compile`] (a
+    /// seed from files is not held to them, so an existing config keeps
+    /// starting): a route names a tenant the document declares, and a
+    /// published template version is neither edited nor removed (messages
+    /// and sequences pin it: publish a new version instead).
+    pub fn check_change(&self, base: &Document) -> Result<(), ConfigError> {
+        for (tenant, names) in &base.templates {
+            for (name, versions) in names {
+                for old in versions {
+                    let next = self
+                        .templates
+                        .get(tenant)
+                        .and_then(|n| n.get(name))
+                        .and_then(|v| {
+                            v.iter()
+                                .position(|t| t.version == old.version)
+                                .map(|i| (i, &v[i]))
+                        });
+                    match next {
+                        None => {
+                            return Err(key_err(
+                                format!("templates.{tenant}.{name}"),
+                                format!(
+                                    "version {} is published and cannot be removed",
+                                    old.version
+                                ),
+                            ));
+                        }
+                        Some((i, t)) if t != old => {
+                            return Err(key_err(
+                                format!("templates.{tenant}.{name}[{i}]"),
+                                format!(
+                                    "version {} is published and cannot be edited: add version {} instead",
+                                    old.version,
+                                    versions.iter().map(|t| t.version).max().unwrap_or(0) + 1
+                                ),
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
         for tenant in self.routes.tenants.keys() {
             if !self.tenants.contains_key(tenant) {
                 return Err(key_err(
@@ -265,7 +314,7 @@ pub fn compile(doc: &Document, version: u64, ctx: &Context) -> Result<Policy, Co
             ));
         }
     }
-    Policy::assemble(Parts {
+    let mut policy = Policy::assemble(Parts {
         rules,
         release_spread_secs: doc.compliance.release_spread_secs,
         release_spread_key: "compliance.release_spread_secs",
@@ -273,7 +322,35 @@ pub fn compile(doc: &Document, version: u64, ctx: &Context) -> Result<Policy, Co
         routes,
         throttles: doc.throttles.clone(),
         version,
-    })
+    })?;
+    for (tenant, names) in &doc.templates {
+        if !crate::model::valid_tenant(tenant) {
+            return Err(key_err(
+                format!("templates.{tenant}"),
+                "not a valid tenant name",
+            ));
+        }
+        for (name, versions) in names {
+            let mut compiled: Vec<Template> = Vec::with_capacity(versions.len());
+            for (i, s) in versions.iter().enumerate() {
+                let key = format!("templates.{tenant}.{name}[{i}]");
+                if let Some(prev) = compiled.last()
+                    && s.version <= prev.version
+                {
+                    return Err(key_err(
+                        format!("{key}.version"),
+                        format!("versions go up: {} after {}", s.version, prev.version),
+                    ));
+                }
+                let tp = policy.tenant(tenant);
+                let t = Template::compile(&key, name, s, &tp.locale, &tp.content.blocked)
+                    .map_err(|(path, why)| key_err(path, why))?;
+                compiled.push(t);
+            }
+            policy.set_templates(tenant, name, compiled);
+        }
+    }
+    Ok(policy)
 }
 
 /// A unified diff of two documents' text, `from` and `to` naming them.
@@ -424,10 +501,100 @@ mod tests {
         doc.routes
             .tenants
             .insert("ghost".into(), Default::default());
-        let msg = doc.check_change().expect_err("unknown tenant").to_string();
+        let msg = doc
+            .check_change(&base())
+            .expect_err("unknown tenant")
+            .to_string();
         assert!(
             msg.contains("routes.tenants.ghost") && msg.contains("unknown tenant"),
             "{msg}"
+        );
+    }
+
+    const TEMPLATE: &str = r#"
+[[templates.acme.payment_due]]
+version = 1
+category = "collections"
+vars = { name = "text", amount = "money", due_date = "date" }
+text.en = "Hi {name}, {amount} is due {due_date}."
+text.es = "Hola {name}, {amount} vence el {due_date}."
+"#;
+
+    #[test]
+    fn templates_are_compiled_and_published_versions_are_immutable() {
+        let good = base().to_text();
+        let doc = Document::parse(&format!(
+            "{good}\n[tenants.acme]\nlocale = \"es-US\"\n{TEMPLATE}"
+        ))
+        .expect("parses");
+        let p = compile(&doc, 2, &ctx()).expect("compiles");
+        let t = p.template("acme", "payment_due", None).expect("there");
+        assert_eq!(t.version, 1);
+        assert!(p.template("acme", "payment_due", Some(2)).is_none());
+        assert!(p.template("other", "payment_due", None).is_none());
+        // An ill-formed version names its path.
+        let bad = format!(
+            "{good}\n{}",
+            TEMPLATE.replace("{due_date}.\"\ntext.es", "{due}.\"\ntext.es")
+        );
+        let msg = Document::parse(&bad)
+            .and_then(|d| compile(&d, 2, &ctx()).map(|_| ()))
+            .expect_err("undeclared")
+            .to_string();
+        assert!(
+            msg.contains("`templates.acme.payment_due[0].text.en`") && msg.contains("`{due}`"),
+            "{msg}"
+        );
+        // Versions go up.
+        let twice = format!("{good}\n{TEMPLATE}\n{TEMPLATE}");
+        let msg = Document::parse(&twice)
+            .and_then(|d| compile(&d, 2, &ctx()).map(|_| ()))
+            .expect_err("same version twice")
+            .to_string();
+        assert!(
+            msg.contains("payment_due[1].version") && msg.contains("versions go up"),
+            "{msg}"
+        );
+        // Editing or removing a published version is refused; adding one is fine.
+        let mut edited = doc.clone();
+        if let Some(v) = edited
+            .templates
+            .get_mut("acme")
+            .and_then(|n| n.get_mut("payment_due"))
+        {
+            v[0].text
+                .insert("en".into(), "Hi {name}, pay {amount} by {due_date}.".into());
+        }
+        let msg = edited.check_change(&doc).expect_err("edited").to_string();
+        assert!(
+            msg.contains("payment_due[0]") && msg.contains("add version 2"),
+            "{msg}"
+        );
+        let mut removed = doc.clone();
+        removed.templates.clear();
+        let msg = removed.check_change(&doc).expect_err("removed").to_string();
+        assert!(msg.contains("cannot be removed"), "{msg}");
+        let mut added = doc.clone();
+        if let Some(v) = added
+            .templates
+            .get_mut("acme")
+            .and_then(|n| n.get_mut("payment_due"))
+        {
+            let mut next = v[0].clone();
+            next.version = 2;
+            v.push(next);
+        }
+        added.check_change(&doc).expect("a new version is fine");
+        assert_eq!(doc.changed(&added), vec![Section::Templates]);
+        let p = compile(&added, 3, &ctx()).expect("compiles");
+        assert_eq!(
+            p.template("acme", "payment_due", None).map(|t| t.version),
+            Some(2)
+        );
+        assert_eq!(
+            p.template("acme", "payment_due", Some(1))
+                .map(|t| t.version),
+            Some(1)
         );
     }
 

@@ -252,6 +252,8 @@ pub struct Policy {
     /// Live throttle overrides by lane (`carrier:<name>`, `sender:<id>`),
     /// applied to the token buckets when this version is swapped in.
     pub throttles: std::collections::BTreeMap<String, crate::throttle::live::Override>,
+    /// Message templates by tenant and name, each name's versions in order.
+    templates: HashMap<String, HashMap<String, Vec<crate::content::templates::Template>>>,
 }
 
 /// Routes by tenant and category, as slot indices into the providers.
@@ -423,6 +425,7 @@ impl Policy {
             version,
             routes: RouteTable::new(routes),
             throttles,
+            templates: HashMap::new(),
         })
     }
 
@@ -437,6 +440,33 @@ impl Policy {
             return route;
         }
         &self.routes.default
+    }
+
+    /// A tenant's template `name` at `version` (`None`: its newest).
+    pub fn template(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Option<&crate::content::templates::Template> {
+        let versions = self.templates.get(tenant)?.get(name)?;
+        match version {
+            None => versions.last(),
+            Some(v) => versions.iter().find(|t| t.version == v),
+        }
+    }
+
+    /// Add a tenant's compiled template versions (oldest first).
+    pub(crate) fn set_templates(
+        &mut self,
+        tenant: &str,
+        name: &str,
+        versions: Vec<crate::content::templates::Template>,
+    ) {
+        self.templates
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(name.to_string(), versions);
     }
 
     /// The tenants that have a section, sorted.
