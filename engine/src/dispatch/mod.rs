@@ -271,7 +271,13 @@ impl Shard {
                 continue;
             }
             // Backpressure: wait for at least one in-flight permit, then take
-            // as many more as are free, up to a batch.
+            // as many more as are free, up to a batch. Permits held without
+            // entries (while reclaiming or reading) are counted as reserved
+            // until they are given back or become messages, so `in_flight()`
+            // does not report them as messages (the extra ones are counted
+            // before they are taken).
+            use std::sync::atomic::Ordering::Relaxed;
+            let reserved = &d.reserved_for_reads;
             let mut permits = tokio::select! {
                 _ = d.shutdown.cancelled() => break,
                 p = Arc::clone(&d.in_flight).acquire_owned() => match p {
@@ -279,13 +285,19 @@ impl Shard {
                     Err(_) => break,
                 },
             };
+            reserved.fetch_add(1, Relaxed);
             let extra = (batch - 1).min(d.in_flight.available_permits());
-            if extra > 0
-                && let Ok(more) = Arc::clone(&d.in_flight).try_acquire_many_owned(extra as u32)
-            {
-                permits.merge(more);
+            if extra > 0 {
+                reserved.fetch_add(extra, Relaxed);
+                match Arc::clone(&d.in_flight).try_acquire_many_owned(extra as u32) {
+                    Ok(more) => permits.merge(more),
+                    Err(_) => {
+                        reserved.fetch_sub(extra, Relaxed);
+                    }
+                }
             }
             let want = permits.num_permits();
+            let unreserve = || reserved.fetch_sub(want, Relaxed);
             telemetry::in_flight(d.in_flight());
 
             // Crash recovery first: entries whose consumer died.
@@ -309,9 +321,6 @@ impl Shard {
                     per_stream,
                     d.dispatch.block,
                 );
-                // Held permits are not messages until the read returns.
-                d.reserved_for_reads
-                    .fetch_add(want, std::sync::atomic::Ordering::Relaxed);
                 tokio::pin!(read);
                 let res = tokio::select! {
                     r = &mut read => r,
@@ -321,8 +330,6 @@ impl Shard {
                     // another instance to reclaim after claim_idle_ms.
                     _ = d.shutdown.cancelled() => read.await,
                 };
-                d.reserved_for_reads
-                    .fetch_sub(want, std::sync::atomic::Ordering::Relaxed);
                 match res {
                     Ok(e) => {
                         backoff.reset();
@@ -344,6 +351,7 @@ impl Shard {
                             tracing::warn!(shard = self.index, error = %e, "reading the queue failed; retrying");
                         }
                         drop(permits);
+                        unreserve();
                         tokio::select! {
                             _ = d.shutdown.cancelled() => break,
                             _ = tokio::time::sleep(backoff.next_delay()) => {}
@@ -353,6 +361,8 @@ impl Shard {
                 }
             }
             if entries.is_empty() {
+                drop(permits);
+                unreserve();
                 continue;
             }
             // Sending became unsafe while the read was blocked: leave the
@@ -363,6 +373,8 @@ impl Shard {
                     entries = entries.len(),
                     "read while sending became unsafe; left pending"
                 );
+                drop(permits);
+                unreserve();
                 continue;
             }
             // A read can return more entries than permits held (COUNT is per
@@ -373,9 +385,14 @@ impl Shard {
                 // not: these entries are ours and get processed.
                 match Arc::clone(&d.in_flight).acquire_many_owned(short).await {
                     Ok(more) => permits.merge(more),
-                    Err(_) => break,
+                    Err(_) => {
+                        unreserve();
+                        break;
+                    }
                 }
             }
+            // From here the permits are messages in flight.
+            unreserve();
             pipeline::process_batch(&d, &mut self.work_conn, entries, permits, &self.outcomes)
                 .await;
         }
