@@ -144,6 +144,12 @@ pub mod msg {
     pub const PROVIDER: &str = "provider";
     pub const PROVIDER_ID: &str = "provider_id";
     pub const SEGMENTS: &str = "segments";
+    /// A templated message: the template, the version rendered, and the
+    /// SHA-256 (hex) of the text rendered, so what was sent can be proved
+    /// without keeping the text.
+    pub const TEMPLATE: &str = "template";
+    pub const TEMPLATE_VERSION: &str = "template_version";
+    pub const BODY_SHA256: &str = "body_sha256";
     /// The first delivery receipt (`delivered` / `undelivered`).
     pub const RECEIPT: &str = "receipt";
     pub const RECEIPT_TS: &str = "receipt_ts";
@@ -156,7 +162,7 @@ pub mod msg {
     pub const QUEUED: &str = "queued";
 
     /// Every field, for the test that the Lua scripts write no other.
-    pub const FIELDS: [&str; 14] = [
+    pub const FIELDS: [&str; 17] = [
         ENTRY,
         STATE,
         ATTEMPT,
@@ -171,6 +177,9 @@ pub mod msg {
         SEGMENTS,
         RECEIPT,
         RECEIPT_TS,
+        TEMPLATE,
+        TEMPLATE_VERSION,
+        BODY_SHA256,
     ];
 
     /// The states a message holds before it is decided.

@@ -73,6 +73,10 @@ pub enum Reason {
     BodyTooLong,
     /// `from` is not one of the tenant's senders.
     UnknownSender,
+    /// The message names a template the tenant does not have.
+    UnknownTemplate,
+    /// A template variable is missing or of the wrong type.
+    MissingVariable,
     // retrying / failed: the provider's answer
     ProviderTransient,
     InvalidNumber,
@@ -127,6 +131,8 @@ impl Reason {
             Reason::Paused => "paused",
             Reason::BodyTooLong => "body_too_long",
             Reason::UnknownSender => "unknown_sender",
+            Reason::UnknownTemplate => "unknown_template",
+            Reason::MissingVariable => "missing_variable",
             Reason::ProviderTransient => "provider_transient",
             Reason::InvalidNumber => "invalid_number",
             Reason::CarrierOptOut => "carrier_opt_out",
@@ -216,6 +222,32 @@ pub struct Message {
     pub carrier: Option<Box<str>>,
     /// `meta`, exactly as the producer wrote it, echoed in every event.
     pub meta: Option<Box<RawValue>>,
+    /// `template` (with `vars`, `locale`): `body` is rendered from it at
+    /// the send decision, from the in-memory policy.
+    pub template: Option<Box<TemplateUse>>,
+}
+
+/// A message's template, as the producer named it.
+#[derive(Debug, Clone)]
+pub struct TemplateUse {
+    pub name: Box<str>,
+    /// `name@3`: that version. `None`: the tenant's newest, filled in with
+    /// the version rendered.
+    pub version: Option<u32>,
+    /// The `vars` object, as written.
+    pub vars: Option<Box<RawValue>>,
+    pub locale: Option<Box<str>>,
+}
+
+/// `en`, `es-US`, `pt-BR`: a language code, optionally a region.
+pub fn valid_locale(l: &str) -> bool {
+    let (lang, region) = match l.split_once('-') {
+        Some((a, b)) => (a, Some(b)),
+        None => (l, None),
+    };
+    (2..=3).contains(&lang.len())
+        && lang.bytes().all(|b| b.is_ascii_lowercase())
+        && region.is_none_or(|r| r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()))
 }
 
 pub const DEFAULT_TENANT: &str = "default";

@@ -593,3 +593,175 @@ async fn an_instance_that_cannot_run_a_new_version_keeps_the_one_it_runs() {
     a.stop().await.expect("stop a");
     b.stop().await.expect("stop b");
 }
+
+/// A template published through the policy store renders on the dispatch
+/// path: the locale's text with typed values, the version in the event and
+/// the record (with the text's hash); a missing variable or an unknown
+/// template is rejected naming it; `name@1` keeps rendering version 1 after
+/// version 2 is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_from_the_policy_renders_and_a_missing_variable_is_named() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let (h, grpc) = start_controlled(&redis, &mock, "").await;
+    let mut conn = redis.conn().await;
+    let template = |version: u32, en: &str| {
+        format!(
+            "[[templates.acme.payment_due]]\nversion = {version}\ncategory = \"transactional\"\nvars = {{ name = \"text\", amount = \"money\", due_date = \"date\" }}\ntext.en = \"{en}\"\ntext.es = \"Hola {{name}}, su pago de {{amount}} vence el {{due_date}}.\"\n"
+        )
+    };
+    let v1 = template(1, "Hi {name}, your payment of {amount} is due {due_date}.");
+    let file = edited(grpc, &format!("[tenants.acme]\nlocale = \"en-US\"\n{v1}")).await;
+    heraldctl(grpc, TOKEN, &["policy", "set", &file.toml_path()])
+        .await
+        .expect("publish v1");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let vars = json!({"name": "Ana", "amount": 1234.5, "due_date": "2026-12-01"});
+    let send = |id: &str, template: &str, vars: Value, locale: Option<&str>| {
+        let mut m = json!({"id": id, "tenant": "acme", "to": number(5), "template": template, "vars": vars});
+        if let Some(l) = locale {
+            m["locale"] = json!(l);
+        }
+        m.to_string().into_bytes()
+    };
+    xadd_raw(
+        &mut conn,
+        4,
+        &[
+            send("tpl-es", "payment_due", vars.clone(), Some("es-US")),
+            send("tpl-en", "payment_due", vars.clone(), None),
+            send(
+                "tpl-hole",
+                "payment_due",
+                json!({"name": "Ana", "amount": 5}),
+                None,
+            ),
+            send(
+                "tpl-bad",
+                "payment_due",
+                json!({"name": "Ana", "amount": "lots", "due_date": "2026-12-01"}),
+                None,
+            ),
+            send("tpl-none", "welcome", json!({}), None),
+        ],
+    )
+    .await;
+    let ev = wait_events(&mut conn, "5 decided", Duration::from_secs(10), |ev| {
+        of_prefix(ev, "tpl-").count() >= 5
+    })
+    .await;
+    let get = |id: &str| {
+        of_prefix(&ev, id)
+            .find(|e| e.get("id").map(String::as_str) == Some(id))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let f = |e: &std::collections::HashMap<String, String>, k: &str| {
+        e.get(k).cloned().unwrap_or_default()
+    };
+    let es = get("tpl-es");
+    assert_eq!(
+        (
+            f(&es, "status"),
+            f(&es, "template"),
+            f(&es, "template_version")
+        ),
+        ("sent".into(), "payment_due".into(), "1".into()),
+        "{es:?}"
+    );
+    let hole = get("tpl-hole");
+    assert_eq!(
+        (f(&hole, "status"), f(&hole, "reason")),
+        ("rejected".into(), "missing_variable".into()),
+        "{hole:?}"
+    );
+    assert!(f(&hole, "detail").contains("`due_date`"), "{hole:?}");
+    let bad = get("tpl-bad");
+    assert_eq!(f(&bad, "reason"), "missing_variable", "{bad:?}");
+    assert!(f(&bad, "detail").contains("`amount`"), "{bad:?}");
+    let none = get("tpl-none");
+    assert_eq!(
+        (f(&none, "status"), f(&none, "reason")),
+        ("rejected".into(), "unknown_template".into()),
+        "{none:?}"
+    );
+    let bodies: Vec<String> = mock.recorded().into_iter().map(|r| r.body).collect();
+    let es_text = "Hola Ana, su pago de $1,234.50 vence el 1 de diciembre de 2026.";
+    let en_text = "Hi Ana, your payment of $1,234.50 is due December 1, 2026.";
+    assert!(
+        bodies.iter().any(|b| b == es_text) && bodies.iter().any(|b| b == en_text),
+        "{bodies:?}"
+    );
+    assert_eq!(
+        bodies.len(),
+        2,
+        "only the two renderable ones went: {bodies:?}"
+    );
+    let (version, hash): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        .arg(herald_engine::keys::message("acme", "tpl-es"))
+        .arg("template_version")
+        .arg("body_sha256")
+        .query_async(&mut conn)
+        .await
+        .expect("record");
+    assert_eq!(version.as_deref(), Some("1"));
+    assert_eq!(
+        hash,
+        Some(herald_engine::secret::sha256_hex(es_text.as_bytes()))
+    );
+
+    // Version 2: new messages get it; `payment_due@1` still renders v1.
+    let v2 = template(2, "{name}: {amount} due {due_date}.");
+    let file = edited(grpc, &v2).await;
+    heraldctl(grpc, TOKEN, &["policy", "set", &file.toml_path()])
+        .await
+        .expect("publish v2");
+    // Editing the published version 1 instead is refused.
+    let doc = heraldctl(grpc, TOKEN, &["policy", "get"])
+        .await
+        .expect("get");
+    let file = TempFile::new("edit.toml", &doc.replace("your payment of", "your bill of"));
+    let err = heraldctl(grpc, TOKEN, &["policy", "set", &file.toml_path()])
+        .await
+        .expect_err("published versions are immutable");
+    assert!(
+        err.contains("cannot be edited") && err.contains("add version 3"),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    xadd_raw(
+        &mut conn,
+        4,
+        &[
+            send("v2-new", "payment_due", vars.clone(), None),
+            send("v2-pinned", "payment_due@1", vars.clone(), None),
+        ],
+    )
+    .await;
+    let ev = wait_events(&mut conn, "2 sent", Duration::from_secs(10), |ev| {
+        of_prefix(ev, "v2-")
+            .filter(|e| e.get("status").map(String::as_str) == Some("sent"))
+            .count()
+            == 2
+    })
+    .await;
+    let versions: std::collections::BTreeMap<String, String> = of_prefix(&ev, "v2-")
+        .map(|e| (f(e, "id"), f(e, "template_version")))
+        .collect();
+    assert_eq!(versions.get("v2-new").map(String::as_str), Some("2"));
+    assert_eq!(versions.get("v2-pinned").map(String::as_str), Some("1"));
+    let bodies: Vec<String> = mock.recorded().into_iter().map(|r| r.body).collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b == "Ana: $1,234.50 due December 1, 2026."),
+        "{bodies:?}"
+    );
+    assert_eq!(
+        bodies.iter().filter(|b| *b == en_text).count(),
+        2,
+        "v1 again, pinned: {bodies:?}"
+    );
+    h.stop().await.expect("stop");
+}

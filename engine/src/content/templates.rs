@@ -222,7 +222,7 @@ impl Template {
         let mut texts = Vec::with_capacity(s.text.len());
         for (locale, text) in &s.text {
             let here = format!("text.{locale}");
-            if !crate::policy::valid_locale(locale) {
+            if !crate::model::valid_locale(locale) {
                 return Err(err(
                     &here,
                     format!("`{locale}` is not a locale (`en`, `es-US`)"),

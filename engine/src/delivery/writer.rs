@@ -407,6 +407,12 @@ fn decided(
     if let Some(meta) = &m.meta {
         ev.arg("meta").arg(meta.get());
     }
+    if let Some(t) = &m.template {
+        ev.arg("template").arg(&*t.name);
+        if let Some(v) = t.version {
+            ev.arg("template_version").arg(v);
+        }
+    }
     pipe.add_command(ev).ignore();
 
     keys::message_into(key, &m.tenant, &m.id);
@@ -430,6 +436,16 @@ fn decided(
     }
     if let Some(s) = d.segments {
         hset.arg(msg::SEGMENTS).arg(s);
+    }
+    if let Some(t) = &m.template
+        && let Some(v) = t.version
+    {
+        hset.arg(msg::TEMPLATE)
+            .arg(&*t.name)
+            .arg(msg::TEMPLATE_VERSION)
+            .arg(v)
+            .arg(msg::BODY_SHA256)
+            .arg(crate::secret::sha256_hex(m.body.as_bytes()));
     }
     if d.pin
         && let Some(p) = &d.provider

@@ -25,6 +25,9 @@ pub enum Hold {
     Content(Refused),
     /// Its `from` is not one of the tenant's senders.
     UnknownSender(String),
+    /// Its template is unknown or cannot be rendered (`rejected` /
+    /// `unknown_template`, `missing_variable`).
+    Template(Reason, String),
 }
 
 /// `send_at` and `expires_at` against `now`: a hold, or `None` to go on.
@@ -84,6 +87,11 @@ pub fn decide(
             dec
         }
         Hold::Expired => Decision::new(msg, Status::Expired, Some(Reason::ExpiresAt), attempt),
+        Hold::Template(reason, detail) => {
+            let mut dec = Decision::new(msg, Status::Rejected, Some(reason), attempt);
+            dec.detail = Some(detail);
+            dec
+        }
         Hold::UnknownSender(detail) => {
             let mut dec =
                 Decision::new(msg, Status::Rejected, Some(Reason::UnknownSender), attempt);

@@ -207,6 +207,9 @@ fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Result<(u32, Vec<Arc<C
     if let Some(h) = hold::timing(msg, now) {
         return Err(h);
     }
+    // The body and category of a templated message, before the policy
+    // judges it (a collections template is a collections text).
+    render_template(&pol, msg)?;
     let at = jiff::Timestamp::from_millisecond(now).unwrap_or_else(|_| jiff::Timestamp::now());
     let input = policy::Input {
         tenant: &msg.tenant,
@@ -229,6 +232,47 @@ fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Result<(u32, Vec<Arc<C
     let seg = prepared.segments;
     telemetry::segments(seg.encoding.as_str(), seg.segments);
     Ok((seg.segments, eval.caps))
+}
+
+/// Render a templated message's body from the in-memory policy: the
+/// template's newest version (or the one named), the message's `locale`
+/// with the tenant's as the fallback. A missing or ill-typed variable
+/// rejects it, naming the variable; never a text with a hole in it.
+fn render_template(pol: &policy::Policy, msg: &mut Message) -> Result<(), Hold> {
+    let Some(tu) = msg.template.as_deref_mut() else {
+        return Ok(());
+    };
+    let Some(t) = pol.template(&msg.tenant, &tu.name, tu.version) else {
+        let which = tu
+            .version
+            .map_or_else(|| tu.name.to_string(), |v| format!("{}@{v}", tu.name));
+        return Err(Hold::Template(
+            Reason::UnknownTemplate,
+            format!("tenant `{}` has no template `{which}`", msg.tenant),
+        ));
+    };
+    let vars: serde_json::Map<String, serde_json::Value> = match &tu.vars {
+        Some(raw) => serde_json::from_str(raw.get())
+            .map_err(|e| Hold::Template(Reason::MissingVariable, format!("`vars`: {e}")))?,
+        None => serde_json::Map::new(),
+    };
+    let mut body = String::new();
+    t.render(
+        tu.locale.as_deref(),
+        &pol.tenant(&msg.tenant).locale,
+        &vars,
+        &mut body,
+    )
+    .map_err(|e| {
+        Hold::Template(
+            Reason::MissingVariable,
+            format!("template `{}@{}`: {e}", t.name, t.version),
+        )
+    })?;
+    tu.version = Some(t.version);
+    msg.body = body;
+    msg.category = t.category;
+    Ok(())
 }
 
 /// A tenant may send only from its own senders (`tenants.<name>.senders`);

@@ -206,6 +206,7 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
         Err(why) => return Err(fail(RejectReason::InvalidNumber, why)),
     };
 
+    let mut template = None;
     let body = match (raw.body, raw.template) {
         (Some(_), Some(_)) => {
             return Err(fail(
@@ -220,17 +221,51 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
             ));
         }
         (None, Some(name)) => {
-            // Templates are not part of this release: refuse clearly rather
-            // than send an unrendered name.
-            let _ = (raw.vars, raw.locale);
-            return Err(fail(
-                RejectReason::UnknownTemplate,
-                format!("template `{name}` is not defined"),
-            ));
+            let (base, version) = match name.split_once('@') {
+                Some((n, v)) => match v.parse::<u32>() {
+                    Ok(v) if v > 0 => (n, Some(v)),
+                    _ => {
+                        return Err(fail(
+                            RejectReason::InvalidField,
+                            format!("`template` {name:?}: write `name` or `name@VERSION`"),
+                        ));
+                    }
+                },
+                None => (&*name, None),
+            };
+            if base.is_empty() || base.len() > 64 {
+                return Err(fail(
+                    RejectReason::InvalidField,
+                    "`template` must be a name of 1–64 characters".into(),
+                ));
+            }
+            if let Some(v) = raw.vars
+                && !v.get().trim_start().starts_with('{')
+            {
+                return Err(fail(
+                    RejectReason::InvalidField,
+                    "`vars` must be an object".into(),
+                ));
+            }
+            if let Some(l) = raw.locale.as_deref()
+                && !crate::model::valid_locale(l)
+            {
+                return Err(fail(
+                    RejectReason::InvalidField,
+                    format!("`locale` {l:?} is not a locale (`en`, `es-US`)"),
+                ));
+            }
+            template = Some(Box::new(crate::model::TemplateUse {
+                name: Box::from(base),
+                version,
+                vars: raw.vars.map(RawValue::to_owned),
+                locale: raw.locale.map(|l| Box::from(&*l)),
+            }));
+            Cow::Borrowed("")
         }
         (Some(body), None) => body,
     };
-    if body.is_empty() {
+    if template.is_none() && body.is_empty() {
         return Err(fail(
             RejectReason::InvalidField,
             "`body` must not be empty".into(),
@@ -306,6 +341,7 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
             .filter(|c| !c.is_empty())
             .map(|c| Box::from(&*c)),
         meta: raw.meta.map(RawValue::to_owned),
+        template,
     })
 }
 
@@ -328,6 +364,23 @@ mod tests {
             Ok(m) => m,
             Err(r) => panic!("expected valid, got {r:?}"),
         }
+    }
+
+    #[test]
+    fn a_template_message_keeps_its_name_version_vars_and_locale() {
+        let m = ok(
+            r#"{"id":"t1","to":"+14155552671","template":"payment_due@2","vars":{"name":"Ana"},"locale":"es-US"}"#,
+        );
+        let t = m.template.as_deref().expect("template");
+        assert_eq!((&*t.name, t.version), ("payment_due", Some(2)));
+        assert_eq!(
+            t.vars.as_deref().map(RawValue::get),
+            Some(r#"{"name":"Ana"}"#)
+        );
+        assert_eq!(t.locale.as_deref(), Some("es-US"));
+        assert!(m.body.is_empty(), "rendered at the send decision");
+        let m = ok(r#"{"id":"t2","to":"+14155552671","template":"welcome"}"#);
+        assert_eq!(m.template.as_deref().map(|t| t.version), Some(None));
     }
 
     fn rejected(json: &[u8]) -> Rejection {
@@ -438,9 +491,24 @@ mod tests {
                 Some("m9"),
             ),
             (
-                br#"{"id":"m10","to":"+14155552671","template":"welcome"}"#,
-                RejectReason::UnknownTemplate,
+                br#"{"id":"m10","to":"+14155552671","template":"welcome@x"}"#,
+                RejectReason::InvalidField,
                 Some("m10"),
+            ),
+            (
+                br#"{"id":"m10b","to":"+14155552671","template":"welcome","vars":[1]}"#,
+                RejectReason::InvalidField,
+                Some("m10b"),
+            ),
+            (
+                br#"{"id":"m10c","to":"+14155552671","template":"welcome","locale":"Spanish"}"#,
+                RejectReason::InvalidField,
+                Some("m10c"),
+            ),
+            (
+                br#"{"id":"m10d","to":"+14155552671","template":"@2"}"#,
+                RejectReason::InvalidField,
+                Some("m10d"),
             ),
             (
                 br#"{"id":"m11","to":"+14155552671","body":"a","template":"b"}"#,

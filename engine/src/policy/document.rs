@@ -204,6 +204,12 @@ impl Document {
     /// published template version is neither edited nor removed (messages
     /// and sequences pin it: publish a new version instead).
     pub fn check_change(&self, base: &Document) -> Result<(), ConfigError> {
+        if self.rules.is_empty() && !base.rules.is_empty() {
+            return Err(key_err(
+                "rules",
+                "the change empties the rule table: that would be no quiet hours and no caps at all",
+            ));
+        }
         for (tenant, names) in &base.templates {
             for (name, versions) in names {
                 for old in versions {
@@ -258,12 +264,6 @@ impl Document {
 pub fn compile(doc: &Document, version: u64, ctx: &Context) -> Result<Policy, ConfigError> {
     let rules = Rules::from_value("rules", toml::Value::Table(doc.rules.clone()))
         .map_err(|e| key_err(e.path, e.reason))?;
-    if rules.windows().is_empty() {
-        return Err(key_err(
-            "rules.window",
-            "the rule table has no sending window: that would be no quiet hours at all",
-        ));
-    }
     let names: Vec<&str> = ctx.providers.iter().map(String::as_str).collect();
     let routes = doc.routes.validate_names(&names)?;
     for (lane, o) in &doc.throttles {
@@ -489,11 +489,12 @@ mod tests {
         assert!(msg.contains("rules"), "{msg}");
         let mut doc = base();
         doc.rules = toml::Table::new();
-        let msg = compile(&doc, 2, &ctx())
+        let msg = doc
+            .check_change(&base())
             .expect_err("empty rules")
             .to_string();
         assert!(
-            msg.contains("rules.window") && msg.contains("no quiet hours"),
+            msg.contains("`rules`") && msg.contains("no quiet hours"),
             "{msg}"
         );
         // A route for a tenant the document does not declare.

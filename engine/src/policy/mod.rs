@@ -278,16 +278,7 @@ impl RouteTable {
     }
 }
 
-/// `en`, `es-US`, `pt-BR`: a language code, optionally a region.
-pub fn valid_locale(l: &str) -> bool {
-    let (lang, region) = match l.split_once('-') {
-        Some((a, b)) => (a, Some(b)),
-        None => (l, None),
-    };
-    (2..=3).contains(&lang.len())
-        && lang.bytes().all(|b| b.is_ascii_lowercase())
-        && region.is_none_or(|r| r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()))
-}
+pub use crate::model::valid_locale;
 
 /// What the policy decides for one message at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
