@@ -380,20 +380,6 @@ async fn consent_is_set_read_and_exported_over_the_control_plane() {
     herald.stop().await.expect("clean stop");
 }
 
-/// `heraldctl` as an admin would run it.
-async fn heraldctl(grpc: u16, token: &str, args: &[&str]) -> Result<String, String> {
-    use clap::Parser as _;
-    let endpoint = format!("http://127.0.0.1:{grpc}");
-    let base = ["heraldctl", "--endpoint", &endpoint, "--token", token];
-    let cli = herald_control::cli::Cli::try_parse_from(base.iter().chain(args))
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    herald_control::cli::run(&cli, &mut out)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(String::from_utf8(out).expect("utf-8"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_limit_what_a_token_may_change_and_every_change_is_audited_once() {
     use herald_control::v1::{

@@ -41,20 +41,6 @@ async fn start_controlled(
     (Herald::start_env(&text, env).await, grpc)
 }
 
-/// `heraldctl` as an admin would run it.
-async fn heraldctl(grpc: u16, token: &str, args: &[&str]) -> Result<String, String> {
-    use clap::Parser as _;
-    let endpoint = format!("http://127.0.0.1:{grpc}");
-    let base = ["heraldctl", "--endpoint", &endpoint, "--token", token];
-    let cli = herald_control::cli::Cli::try_parse_from(base.iter().chain(args))
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    herald_control::cli::run(&cli, &mut out)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(String::from_utf8(out).expect("utf-8"))
-}
-
 /// What instance `h` decides now for a transactional text of `tenant` to
 /// `to`: (decision, policy version).
 async fn decision(h: &Herald, tenant: &str, to: &str) -> (String, u64) {
@@ -134,6 +120,22 @@ fn msg(id: &str, tenant: &str, i: usize) -> Vec<u8> {
         .into_bytes()
 }
 
+/// Queue `n` texts of the default tenant with ids `prefix0…`, and wait
+/// until every one is `sent`.
+async fn send_all(conn: &mut redis::aio::MultiplexedConnection, prefix: &str, n: usize) {
+    let batch: Vec<Vec<u8>> = (0..n)
+        .map(|i| msg(&format!("{prefix}{i}"), "default", i))
+        .collect();
+    xadd_raw(conn, 4, &batch).await;
+    wait_events(conn, &format!("{n} sent"), Duration::from_secs(10), |ev| {
+        of_prefix(ev, prefix)
+            .filter(|e| e.get("status").map(String::as_str) == Some("sent"))
+            .count()
+            == n
+    })
+    .await;
+}
+
 fn of_prefix<'a>(
     ev: &'a [std::collections::HashMap<String, String>],
     prefix: &'a str,
@@ -195,17 +197,7 @@ async fn a_quiet_hour_change_and_a_throttle_change_reach_two_instances_within_a_
 
     // A throttle change: the sender, unthrottled in the files, goes to one
     // segment a minute. Before it, the default tenant's texts all go.
-    let before: Vec<Vec<u8>> = (0..6)
-        .map(|i| msg(&format!("pre-{i}"), "default", i))
-        .collect();
-    xadd_raw(&mut conn, 4, &before).await;
-    wait_events(&mut conn, "6 sent", Duration::from_secs(10), |ev| {
-        of_prefix(ev, "pre-")
-            .filter(|e| e.get("status").map(String::as_str) == Some("sent"))
-            .count()
-            == 6
-    })
-    .await;
+    send_all(&mut conn, "pre-", 6).await;
     let lane = format!("sender:{SENDER}");
     let out = heraldctl(
         grpc,
@@ -579,17 +571,7 @@ async fn an_instance_that_cannot_run_a_new_version_keeps_the_one_it_runs() {
     assert_eq!(decision(&a, "acme", &to).await.1, 2);
     assert_eq!(decision(&b, "acme", &to).await.1, 1, "b refused v2");
     // Both still send.
-    let batch: Vec<Vec<u8>> = (0..10)
-        .map(|i| msg(&format!("go-{i}"), "default", i))
-        .collect();
-    xadd_raw(&mut conn, 4, &batch).await;
-    wait_events(&mut conn, "10 sent", Duration::from_secs(10), |ev| {
-        of_prefix(ev, "go-")
-            .filter(|e| e.get("status").map(String::as_str) == Some("sent"))
-            .count()
-            == 10
-    })
-    .await;
+    send_all(&mut conn, "go-", 10).await;
     a.stop().await.expect("stop a");
     b.stop().await.expect("stop b");
 }

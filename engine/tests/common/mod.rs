@@ -640,3 +640,17 @@ impl Drop for FaultProxy {
         self.task.abort();
     }
 }
+
+/// `heraldctl` as an admin would run it.
+pub async fn heraldctl(grpc: u16, token: &str, args: &[&str]) -> Result<String, String> {
+    use clap::Parser as _;
+    let endpoint = format!("http://127.0.0.1:{grpc}");
+    let base = ["heraldctl", "--endpoint", &endpoint, "--token", token];
+    let cli = herald_control::cli::Cli::try_parse_from(base.iter().chain(args))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    herald_control::cli::run(&cli, &mut out)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8(out).expect("utf-8"))
+}
