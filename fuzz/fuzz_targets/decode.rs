@@ -5,7 +5,7 @@
 
 use herald_engine::ingest::decode::{Limits, decode};
 use herald_engine::model::{
-    E164, MAX_ID_CHARS, MAX_TENANT_CHARS, RejectReason, parse_e164, valid_tenant,
+    E164, MAX_ID_CHARS, MAX_TENANT_CHARS, RejectReason, parse_e164, valid_locale, valid_tenant,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -16,8 +16,24 @@ fn check(data: &[u8], limits: &Limits) {
             let id_chars = m.id.chars().count();
             assert!((1..=MAX_ID_CHARS).contains(&id_chars), "id {:?}", m.id);
             assert!(valid_tenant(&m.tenant), "tenant {:?}", m.tenant);
-            assert!(!m.body.is_empty());
-            assert!(m.body.chars().count() <= limits.max_body_chars);
+            match &m.template {
+                // A templated message's body is rendered at dispatch.
+                Some(t) => {
+                    assert!(m.body.is_empty());
+                    assert!((1..=64).contains(&t.name.len()), "template {:?}", t.name);
+                    assert!(t.version.is_none_or(|v| v > 0));
+                    assert!(t.locale.as_deref().is_none_or(valid_locale));
+                    assert!(
+                        t.vars
+                            .as_deref()
+                            .is_none_or(|v| v.get().trim_start().starts_with('{'))
+                    );
+                }
+                None => {
+                    assert!(!m.body.is_empty());
+                    assert!(m.body.chars().count() <= limits.max_body_chars);
+                }
+            }
             // The number is stored as an integer and rendered back: the
             // rendering must be the same valid number.
             assert_eq!(parse_e164(E164::render(m.to).as_str()), Ok(m.to));
