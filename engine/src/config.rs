@@ -25,7 +25,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -113,10 +112,8 @@ pub struct Config {
     pub throttle: Option<ThrottleConfig>,
     /// Carrier lookups through a provider's API (`None`: off).
     pub carrier_lookup: Option<CarrierLookupConfig>,
-    /// Compliance rules, tenant policies, routes, validated and compiled
-    /// from the files (what seeds an empty policy store).
-    pub policy: Arc<Policy>,
-    /// The files' policy as a document: version 1 of an empty store.
+    /// The files' policy as a document (validated: it compiles): version 1
+    /// of an empty store. Instances run the store's current version.
     pub seed: Document,
     /// What a policy document is checked against on this instance.
     pub policy_context: PolicyContext,
@@ -248,10 +245,10 @@ impl FileConfig {
                     .collect()
             }),
         };
-        // The rule file is compiled as written (errors keep its own paths);
-        // the rest through the document, as the store will.
+        // The rule file is compiled as written (errors keep its own paths
+        // and lines); the rest through the document, as the store will.
         Policy::build(&self.compliance, std::collections::BTreeMap::new())?;
-        let policy = Arc::new(crate::policy::document::compile(&seed, 0, &policy_context)?);
+        crate::policy::document::compile(&seed, 0, &policy_context)?;
         let consent_feed_block = ms(positive(
             "compliance.feed_block_ms",
             self.compliance.feed_block_ms,
@@ -269,7 +266,6 @@ impl FileConfig {
             breaker,
             throttle,
             carrier_lookup,
-            policy,
             seed,
             policy_context,
             consent_feed_block,

@@ -11,7 +11,7 @@ use herald_control::v1::{
 };
 use serde_json::json;
 
-const TOKEN: &str = "admin-token-for-tests";
+const TOKEN: &str = ADMIN_TOKEN;
 
 fn tenant_msg(id: &str, tenant: &str, i: usize) -> Vec<u8> {
     json!({"id": id, "tenant": tenant, "to": number(i), "body": id})
@@ -19,31 +19,12 @@ fn tenant_msg(id: &str, tenant: &str, i: usize) -> Vec<u8> {
         .into_bytes()
 }
 
-/// A Herald with its control listener on a free port and the admin token,
-/// both from environment overrides as an operator would set them; returns
-/// it and the control port.
-async fn start_controlled(
-    redis: &RedisServer,
-    mock: &herald_loadtest::mock::MockProvider,
-) -> (Herald, u16) {
-    let grpc = free_port();
-    let env = vec![
-        (
-            "HERALD_CONTROL__LISTEN".to_string(),
-            format!("127.0.0.1:{grpc}"),
-        ),
-        ("HERALD_CONTROL__TOKEN".to_string(), TOKEN.to_string()),
-    ];
-    let text = config_text(redis, &mock.base_url(), free_port(), FAST_DISPATCH);
-    (Herald::start_env(&text, env).await, grpc)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_on_one_instance_holds_on_every_instance_and_resume_sends_all() {
     let redis = RedisServer::start();
     let mock = mock(0, 0.0).await;
-    let (a, grpc_a) = start_controlled(&redis, &mock).await;
-    let (b, grpc_b) = start_controlled(&redis, &mock).await;
+    let (a, grpc_a) = start_controlled(&redis, &mock, "").await;
+    let (b, grpc_b) = start_controlled(&redis, &mock, "").await;
     let mut conn = redis.conn().await;
 
     // No token, wrong token: refused.
@@ -263,7 +244,7 @@ async fn consent_is_set_read_and_exported_over_the_control_plane() {
     use herald_control::v1::{ExportConsentRequest, GetConsentRequest, SetConsentRequest};
     let redis = RedisServer::start();
     let mock = mock(0, 0.0).await;
-    let (herald, grpc) = start_controlled(&redis, &mock).await;
+    let (herald, grpc) = start_controlled(&redis, &mock, "").await;
     let mut admin = client(grpc, TOKEN).await;
     let who = number(5);
 
@@ -389,7 +370,7 @@ async fn roles_limit_what_a_token_may_change_and_every_change_is_audited_once() 
     use tonic::Code;
     let redis = RedisServer::start();
     let mock = mock(0, 0.0).await;
-    let (herald, grpc) = start_controlled(&redis, &mock).await;
+    let (herald, grpc) = start_controlled(&redis, &mock, "").await;
     let mut conn = redis.conn().await;
     let mut admin = client(grpc, TOKEN).await;
 

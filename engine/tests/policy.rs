@@ -15,31 +15,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "admin-token-for-tests";
+const TOKEN: &str = ADMIN_TOKEN;
 /// The mock provider's sender (`config_text`), unthrottled in the files.
 const SENDER: &str = "+15005550006";
-
-async fn start_controlled(
-    redis: &RedisServer,
-    mock: &herald_loadtest::mock::MockProvider,
-    extra: &str,
-) -> (Herald, u16) {
-    let grpc = free_port();
-    let env = vec![
-        (
-            "HERALD_CONTROL__LISTEN".to_string(),
-            format!("127.0.0.1:{grpc}"),
-        ),
-        ("HERALD_CONTROL__TOKEN".to_string(), TOKEN.to_string()),
-    ];
-    let text = config_text(
-        redis,
-        &mock.base_url(),
-        free_port(),
-        &format!("{FAST_DISPATCH}\n{extra}"),
-    );
-    (Herald::start_env(&text, env).await, grpc)
-}
 
 /// What instance `h` decides now for a transactional text of `tenant` to
 /// `to`: (decision, policy version).

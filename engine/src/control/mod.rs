@@ -695,26 +695,9 @@ impl Control for ControlService {
             burst: req.burst,
             set_at_ms: now_ms(),
         };
-        o.limit().map_err(Status::invalid_argument)?;
-        match live::parse_lane(&req.lane) {
-            Some(live::Lane::Carrier(c)) => {
-                if let Some((carriers, _)) = &self.d.throttle
-                    && carriers.by_name(c).is_none()
-                {
-                    return Err(Status::invalid_argument(format!(
-                        "no carrier `{c}` in the carrier table"
-                    )));
-                }
-            }
-            Some(live::Lane::Sender(_)) => {}
-            None => {
-                return Err(Status::invalid_argument(
-                    "lane: write carrier:<name> or sender:<number or service id>",
-                ));
-            }
-        }
         // A new policy version with this lane's limit: every instance
-        // applies it when it swaps that version in.
+        // applies it when it swaps that version in. The lane and the rate
+        // are checked where every document is (`document::compile`).
         let (base, base_doc) = self.current_policy().await?;
         let before = base_doc.throttles.get(&req.lane).map_or(
             Value::Null,

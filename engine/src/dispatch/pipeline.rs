@@ -113,6 +113,9 @@ fn screen_all(
     now: i64,
 ) -> Vec<Pending> {
     let mut pending = Vec::with_capacity(entries.len());
+    // One load of the live policy for the batch: every message of it is
+    // decided on the same version.
+    let pol = d.policy.load();
     for entry in entries {
         // `None` only if a read returned more entries than asked for.
         let permit = permits.split(1);
@@ -149,7 +152,7 @@ fn screen_all(
         // A panic in the in-memory stages ends this entry, not the shard.
         let screened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             decode(&raw, &d.limits).map(|mut msg| {
-                let s = screen(d, &mut msg, now);
+                let s = screen(d, &pol, &mut msg, now);
                 (msg, s)
             })
         }));
@@ -195,11 +198,14 @@ fn screen_all(
 /// content. `Ok`: the segments of the body as it will be sent and the caps
 /// that apply; `Err`: why it is held. The body is rewritten in place when
 /// content rules change it.
-fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Result<(u32, Vec<Arc<CapRule>>), Hold> {
-    // One load of the live policy for the whole decision.
-    let pol = d.policy.load();
+fn screen(
+    d: &Dispatcher,
+    pol: &policy::Policy,
+    msg: &mut Message,
+    now: i64,
+) -> Result<(u32, Vec<Arc<CapRule>>), Hold> {
     if let Some(from) = msg.from.as_deref() {
-        check_sender(d, &pol, &msg.tenant, from)?;
+        check_sender(d, pol, &msg.tenant, from)?;
     }
     if let Some(drop) = d.pauses.paused(&msg.tenant) {
         return Err(Hold::Paused { drop });
@@ -209,7 +215,7 @@ fn screen(d: &Dispatcher, msg: &mut Message, now: i64) -> Result<(u32, Vec<Arc<C
     }
     // The body and category of a templated message, before the policy
     // judges it (a collections template is a collections text).
-    render_template(&pol, msg)?;
+    render_template(pol, msg)?;
     let at = jiff::Timestamp::from_millisecond(now).unwrap_or_else(|_| jiff::Timestamp::now());
     let input = policy::Input {
         tenant: &msg.tenant,
@@ -332,6 +338,8 @@ fn clear(
     now: i64,
 ) -> Vec<Outgoing> {
     let mut outgoing = Vec::with_capacity(pending.len());
+    // One load of the live policy for the batch.
+    let pol = d.policy.load();
     for (p, Claimed { claim, pin }) in pending.into_iter().zip(claims) {
         let Pending {
             partition,
@@ -380,13 +388,12 @@ fn clear(
             }
         };
         if let Some(hold) = hold {
-            let spread = d.policy.load().release_spread_ms;
+            let spread = pol.release_spread_ms;
             let dec = hold::decide(hold, msg, raw, attempt, now, spread);
             record(outcomes, partition, entry, permit, dec);
             continue;
         }
         let pin = pin.and_then(|name| d.providers.slot_index(&name));
-        let pol = d.policy.load();
         let route = pol.route(&msg.tenant, msg.category);
         let (slot, probe) = match d.providers.pick(route, attempt, pin, now) {
             Pick::Slot { index, probe } => (index, probe),

@@ -654,3 +654,32 @@ pub async fn heraldctl(grpc: u16, token: &str, args: &[&str]) -> Result<String, 
         .map_err(|e| e.to_string())?;
     Ok(String::from_utf8(out).expect("utf-8"))
 }
+
+/// The control token `start_controlled` gives Herald (the bootstrap admin).
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// A Herald with its control listener on a free port and `ADMIN_TOKEN`,
+/// both from environment overrides as an operator would set them, and
+/// `extra` TOML after the fast dispatch settings; returns it and the
+/// control port.
+pub async fn start_controlled(
+    redis: &RedisServer,
+    mock: &MockProvider,
+    extra: &str,
+) -> (Herald, u16) {
+    let grpc = free_port();
+    let env = vec![
+        (
+            "HERALD_CONTROL__LISTEN".to_string(),
+            format!("127.0.0.1:{grpc}"),
+        ),
+        ("HERALD_CONTROL__TOKEN".to_string(), ADMIN_TOKEN.to_string()),
+    ];
+    let text = config_text(
+        redis,
+        &mock.base_url(),
+        free_port(),
+        &format!("{FAST_DISPATCH}\n{extra}"),
+    );
+    (Herald::start_env(&text, env).await, grpc)
+}
