@@ -31,6 +31,9 @@
 //! | `herald:seen:<tenant>:<provider id>` | string | an inbound reply already applied (400 days) | the consent ledger |
 //! | `herald:texted:{<number>}` | set | tenants that texted the number from a sender no tenant owns (400 days) | the outcome writer |
 //! | `herald:written:<batch>` | string | that an outcome batch committed (10 min) | the outcome writer |
+//! | `herald:seq:<tenant>:<id>` | hash | a sequence: state, schedule, anchor, steps ([`seq`]) | the outcome writer (enrolment), cancels |
+//! | `herald:seqs:{<number>}` | set | `tenant:id` of the sequences to a number (STOP ends them) | the outcome writer |
+//! | `herald:sequences` | sorted set | `tenant:id` of every sequence, scored by its last step (ms) | the outcome writer; the reconciler prunes it |
 //!
 //! Tenants cannot contain `:` (validated at ingest), so keys that embed a
 //! tenant and an id are unambiguous. Braces are Redis Cluster hash tags.
@@ -96,6 +99,13 @@ pub const LEDGER_CONFIRMED: &str = "herald:ledger:confirmed";
 /// Receipts whose message is not known yet, scored by arrival (ms).
 pub const RECEIPT_ORPHANS: &str = "herald:receipts:orphans";
 
+/// Prefix of a sequence's record: `herald:seq:<tenant>:<id>` ([`seq`]).
+pub const SEQ_PREFIX: &str = "herald:seq:";
+/// Every sequence (`tenant:id`), scored by its last step's instant (ms):
+/// what the reconciler walks.
+pub const SEQUENCES: &str = "herald:sequences";
+const SEQS_TO_PREFIX: &str = "herald:seqs:{";
+
 const CONSENT_DETAIL_PREFIX: &str = "herald:consent:detail:";
 const PID_PREFIX: &str = "herald:pid:";
 const RECEIPT_PREFIX: &str = "herald:receipt:";
@@ -153,6 +163,9 @@ pub mod msg {
     /// The first delivery receipt (`delivered` / `undelivered`).
     pub const RECEIPT: &str = "receipt";
     pub const RECEIPT_TS: &str = "receipt_ts";
+    /// An enrolment's own record: its sequence was written
+    /// (`herald:seq:<tenant>:<id>`); the state an enrolment ends in.
+    pub const ENROLLED: &str = "enrolled";
 
     /// Claimed for a send: a request may be on its way.
     pub const SENDING: &str = "sending";
@@ -296,6 +309,44 @@ pub fn texted(number: u64) -> String {
 /// batch committed, even when its reply was lost.
 pub fn written(batch: u64) -> String {
     format!("{WRITTEN_PREFIX}{batch:016x}")
+}
+
+/// A sequence's record.
+pub fn sequence(tenant: &str, id: &str) -> String {
+    format!("{SEQ_PREFIX}{tenant}:{id}")
+}
+
+/// The sequences to a number (members `tenant:id`).
+pub fn sequences_to(number: u64) -> String {
+    format!("{SEQS_TO_PREFIX}{number}}}")
+}
+
+/// The record of a sequence `herald:seq:<tenant>:<id>`: written at
+/// enrolment by the outcome writer (`sequences::add_enrolment`), ended by
+/// `sequences::CANCEL_LUA`, read by the claim's gate
+/// (`ingest::claim::GATE_LUA`) before each step is sent.
+pub mod seq {
+    /// [`ACTIVE`] or [`CANCELLED`].
+    pub const STATE: &str = "state";
+    /// Why it ended: `sequence_cancelled`, `opted_out`.
+    pub const REASON: &str = "reason";
+    pub const DETAIL: &str = "detail";
+    pub const SCHEDULE: &str = "schedule";
+    /// The anchor date, `YYYY-MM-DD`.
+    pub const ANCHOR: &str = "anchor";
+    /// How many steps: `<id>/1` … `<id>/<steps>`.
+    pub const STEPS: &str = "steps";
+    /// The recipient's E.164 digits.
+    pub const TO: &str = "to";
+    /// The zone the local send times were computed in.
+    pub const ZONE: &str = "zone";
+    /// Each step's instant (ms), comma-separated, in step order.
+    pub const DUE: &str = "due";
+    pub const ENROLLED_AT: &str = "enrolled_at";
+    pub const ENDED_AT: &str = "ended_at";
+
+    pub const ACTIVE: &str = "active";
+    pub const CANCELLED: &str = "cancelled";
 }
 
 /// Partition for a recipient: FNV-1a 64 over the E.164 text, so one

@@ -27,6 +27,7 @@ pub mod numbering;
 pub mod policy;
 pub mod providers;
 pub mod secret;
+pub mod sequences;
 pub mod server;
 pub mod telemetry;
 pub mod tenants;

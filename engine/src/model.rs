@@ -77,6 +77,14 @@ pub enum Reason {
     UnknownTemplate,
     /// A template variable is missing or of the wrong type.
     MissingVariable,
+    /// An enrolment names a schedule the tenant does not have.
+    UnknownSchedule,
+    // cancelled
+    /// The sequence was cancelled (paid, or by an operator).
+    SequenceCancelled,
+    // expired
+    /// A sequence step could not go within its `max_late`.
+    MaxLate,
     // retrying / failed: the provider's answer
     ProviderTransient,
     InvalidNumber,
@@ -133,6 +141,9 @@ impl Reason {
             Reason::UnknownSender => "unknown_sender",
             Reason::UnknownTemplate => "unknown_template",
             Reason::MissingVariable => "missing_variable",
+            Reason::UnknownSchedule => "unknown_schedule",
+            Reason::SequenceCancelled => "sequence_cancelled",
+            Reason::MaxLate => "max_late",
             Reason::ProviderTransient => "provider_transient",
             Reason::InvalidNumber => "invalid_number",
             Reason::CarrierOptOut => "carrier_opt_out",
@@ -225,6 +236,32 @@ pub struct Message {
     /// `template` (with `vars`, `locale`): `body` is rendered from it at
     /// the send decision, from the in-memory policy.
     pub template: Option<Box<TemplateUse>>,
+    /// `sequence`: this message enrols the recipient in a schedule; it is
+    /// expanded into one message per step and never sent itself.
+    pub enrol: Option<Box<Enrol>>,
+    /// A step of a sequence (written by Herald at enrolment, field `step`):
+    /// its claim re-checks that the sequence is still active.
+    pub step: Option<Box<StepRef>>,
+}
+
+/// An enrolment: `{"sequence": {"schedule": "payment_reminder", "anchor":
+/// "2026-12-01"}}` with the message's `vars` and `locale`.
+#[derive(Debug, Clone)]
+pub struct Enrol {
+    pub schedule: Box<str>,
+    /// The date the steps count from (a loan's due date).
+    pub anchor: jiff::civil::Date,
+    pub vars: Option<Box<RawValue>>,
+    pub locale: Option<Box<str>>,
+}
+
+/// Which sequence a step message belongs to: `{"sequence": <enrolment id>,
+/// "schedule": <name>, "n": <1-based index>}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRef {
+    pub sequence: Box<str>,
+    pub schedule: Box<str>,
+    pub n: u16,
 }
 
 /// A message's template, as the producer named it.

@@ -130,6 +130,14 @@ pub async fn run(
         cfg.events.dlq_max_len,
         stop_reading.clone(),
     ));
+    // One page of sequences a second: 200 sequences (1,400 steps) per
+    // script, so a million sequences are walked in about 80 minutes.
+    let reconciler = tokio::spawn(crate::sequences::run_reconciler(
+        admin.clone(),
+        std::time::Duration::from_secs(1),
+        cfg.dispatch.idempotency_ttl,
+        stop_reading.clone(),
+    ));
 
     let http_stop = CancellationToken::new();
     // Fleet-wide carrier lanes lease their tokens from Redis.
@@ -301,6 +309,7 @@ pub async fn run(
         ),
     }
     let _ = mover.await;
+    let _ = reconciler.await;
     http_stop.cancel();
     let _ = health_task.await;
     let _ = lag.await;

@@ -3,7 +3,7 @@
 //! what it accepts keeps the contract's limits.
 #![no_main]
 
-use herald_engine::ingest::decode::{Limits, decode};
+use herald_engine::ingest::decode::{Limits, decode, decode_cancel};
 use herald_engine::model::{
     E164, MAX_ID_CHARS, MAX_TENANT_CHARS, RejectReason, parse_e164, valid_locale, valid_tenant,
 };
@@ -16,7 +16,16 @@ fn check(data: &[u8], limits: &Limits) {
             let id_chars = m.id.chars().count();
             assert!((1..=MAX_ID_CHARS).contains(&id_chars), "id {:?}", m.id);
             assert!(valid_tenant(&m.tenant), "tenant {:?}", m.tenant);
+            if let Some(e) = &m.enrol {
+                // An enrolment is expanded into its steps, never sent: no
+                // body, no template, an id its steps can extend.
+                assert!(m.body.is_empty() && m.template.is_none() && m.step.is_none());
+                assert!(!m.id.contains('/') && id_chars <= MAX_ID_CHARS - 3);
+                assert!((1..=64).contains(&e.schedule.len()));
+                assert!(e.locale.as_deref().is_none_or(valid_locale));
+            }
             match &m.template {
+                _ if m.enrol.is_some() => {}
                 // A templated message's body is rendered at dispatch.
                 Some(t) => {
                     assert!(m.body.is_empty());
@@ -56,7 +65,18 @@ fn check(data: &[u8], limits: &Limits) {
     }
 }
 
+fn check_cancel(data: &[u8]) {
+    // A cancel entry names a valid tenant and an enrolment id.
+    if let Some(Ok(c)) = decode_cancel(data) {
+        assert!(valid_tenant(&c.tenant));
+        let n = c.id.chars().count();
+        assert!((1..=MAX_ID_CHARS).contains(&n) && !c.id.contains('/'));
+        assert!(c.detail.as_deref().is_none_or(|d| d.chars().count() <= 200));
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    check_cancel(data);
     check(data, &Limits::default());
     // Tight limits reach the too-large and too-long paths with short inputs.
     check(

@@ -192,7 +192,7 @@ impl ControlService {
                 Section::Tenants | Section::Routes => Need::Admin,
                 // A collections text's wording is regulated (Reg F,
                 // 12 CFR 1006.6(e), 1006.18): compliance signs it off.
-                Section::Templates => Need::Comply,
+                Section::Templates | Section::Schedules => Need::Comply,
             };
             if !caller.who.role.allows(need) {
                 return Err(Status::permission_denied(format!(

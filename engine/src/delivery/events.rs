@@ -13,28 +13,11 @@ use crate::telemetry;
 pub fn recorded(o: &Outcome, counts: &StatusCounts) {
     match &o.kind {
         OutcomeKind::AckOnly => {}
-        OutcomeKind::Decided(d) => {
-            counts.add(d.status);
-            let reason = d.reason.map_or("", Reason::as_str);
-            telemetry::message_outcome(d.status.as_str(), reason);
-            match (d.status, d.reason) {
-                (Status::Deferred, Some(r @ (Reason::QuietHours | Reason::FrequencyCap))) => {
-                    telemetry::policy_deferral(r.as_str())
-                }
-                (Status::Deferred, Some(Reason::Throttled(lane))) => {
-                    telemetry::throttled(lane.as_str())
-                }
-                _ => {}
-            }
-            tracing::debug!(
-                tenant = %d.msg.tenant,
-                id = %d.msg.id,
-                status = d.status.as_str(),
-                reason,
-                attempt = d.attempt,
-                until = d.requeue.as_ref().and_then(|r| r.until()),
-                "outcome recorded"
-            );
+        OutcomeKind::Decided(d) => decided(d, counts),
+        OutcomeKind::Enrolled(e) => {
+            telemetry::sequence_enrolled(&e.plan.schedule);
+            e.steps.iter().for_each(|d| decided(d, counts));
+            tracing::debug!(tenant = %e.parent.tenant, id = %e.parent.id, steps = e.steps.len(), "enrolment recorded");
         }
         OutcomeKind::Duplicate(m) => {
             counts.add(Status::Duplicate);
@@ -58,4 +41,26 @@ pub fn recorded(o: &Outcome, counts: &StatusCounts) {
             );
         }
     }
+}
+
+fn decided(d: &super::outcome::Decision, counts: &StatusCounts) {
+    counts.add(d.status);
+    let reason = d.reason.map_or("", Reason::as_str);
+    telemetry::message_outcome(d.status.as_str(), reason);
+    match (d.status, d.reason) {
+        (Status::Deferred, Some(r @ (Reason::QuietHours | Reason::FrequencyCap))) => {
+            telemetry::policy_deferral(r.as_str())
+        }
+        (Status::Deferred, Some(Reason::Throttled(lane))) => telemetry::throttled(lane.as_str()),
+        _ => {}
+    }
+    tracing::debug!(
+        tenant = %d.msg.tenant,
+        id = %d.msg.id,
+        status = d.status.as_str(),
+        reason,
+        attempt = d.attempt,
+        until = d.requeue.as_ref().and_then(|r| r.until()),
+        "outcome recorded"
+    );
 }

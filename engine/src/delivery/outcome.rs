@@ -174,6 +174,9 @@ pub enum OutcomeKind {
     /// Another entry already carried this tenant + id: record `duplicate`
     /// without touching the original's state.
     Duplicate(Box<Message>),
+    /// An enrolment: its sequence record, and each step as a `deferred`
+    /// decision (record, timer, event), in the batch's one transaction.
+    Enrolled(Box<Enrolment>),
     /// The entry breaks the ingest contract; it is copied whole to the DLQ.
     Rejected { rejection: Rejection, raw: Vec<u8> },
     /// Handling the entry panicked, or it was delivered more than
@@ -181,6 +184,16 @@ pub enum OutcomeKind {
     /// message recorded `failed` / `poison`, so it cannot stop a shard
     /// again. `detail` says which.
     Poison { detail: String },
+}
+
+/// An enrolment as the writer records it.
+#[derive(Debug)]
+pub struct Enrolment {
+    /// The enrolling message.
+    pub parent: Message,
+    pub plan: crate::sequences::Plan,
+    /// One `deferred` / `send_at` decision per step, in step order.
+    pub steps: Vec<Decision>,
 }
 
 /// One queue entry's outcome, carrying the in-flight permit it held: the

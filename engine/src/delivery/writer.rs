@@ -329,6 +329,12 @@ fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64, token: u64) -> redis::
             OutcomeKind::Rejected { rejection, raw } => {
                 rejected(&mut pipe, o, rejection, raw, cfg, &ts, now, ttl_ms)
             }
+            OutcomeKind::Enrolled(e) => {
+                for d in &e.steps {
+                    decided(&mut pipe, o, d, cfg, &ts, now, ttl_ms, &mut key);
+                }
+                crate::sequences::add_enrolment(&mut pipe, &e.parent, &e.plan, now, ttl_ms);
+            }
             OutcomeKind::Poison { detail } => poison(&mut pipe, o, detail, cfg, &ts, ttl_ms),
         }
         if let Some(ids) = acks.get_mut(usize::from(o.partition)) {
@@ -412,6 +418,9 @@ fn decided(
         if let Some(v) = t.version {
             ev.arg("template_version").arg(v);
         }
+    }
+    if let Some(st) = &m.step {
+        ev.arg("sequence").arg(&*st.schedule).arg("step").arg(st.n);
     }
     pipe.add_command(ev).ignore();
 

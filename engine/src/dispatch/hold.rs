@@ -28,6 +28,18 @@ pub enum Hold {
     /// Its template is unknown or cannot be rendered (`rejected` /
     /// `unknown_template`, `missing_variable`).
     Template(Reason, String),
+    /// An enrolment: it is expanded into its steps, never sent itself.
+    Enrol(Box<crate::sequences::Plan>),
+}
+
+/// The reason an expiry gets: a sequence step's validity is its
+/// `max_late`.
+fn expired_reason(msg: &Message) -> Reason {
+    if msg.step.is_some() {
+        Reason::MaxLate
+    } else {
+        Reason::ExpiresAt
+    }
 }
 
 /// `send_at` and `expires_at` against `now`: a hold, or `None` to go on.
@@ -86,7 +98,22 @@ pub fn decide(
             dec.requeue = Some(Requeue::at(at, raw));
             dec
         }
-        Hold::Expired => Decision::new(msg, Status::Expired, Some(Reason::ExpiresAt), attempt),
+        Hold::Expired => {
+            let reason = expired_reason(&msg);
+            Decision::new(msg, Status::Expired, Some(reason), attempt)
+        }
+        Hold::Enrol(_) => {
+            // The pipeline records enrolments itself (`Enrolled`); one that
+            // reaches here is a defect, recorded rather than dropped.
+            let mut dec = Decision::new(
+                msg,
+                Status::Rejected,
+                Some(Reason::UnknownSchedule),
+                attempt,
+            );
+            dec.detail = Some("an enrolment reached the hold decision".into());
+            dec
+        }
         Hold::Template(reason, detail) => {
             let mut dec = Decision::new(msg, Status::Rejected, Some(reason), attempt);
             dec.detail = Some(detail);
@@ -148,7 +175,8 @@ pub fn decide(
 /// A deferral to `due`, or `expired` when the message's validity ends first.
 pub fn defer(msg: Message, raw: Vec<u8>, attempt: u32, due: i64, reason: Reason) -> Decision {
     if msg.expires_at.is_some_and(|exp| exp <= due) {
-        let mut dec = Decision::new(msg, Status::Expired, Some(Reason::ExpiresAt), attempt);
+        let reason = expired_reason(&msg);
+        let mut dec = Decision::new(msg, Status::Expired, Some(reason), attempt);
         dec.detail = Some(format!("deferred ({}) past `expires_at`", reason.as_str()));
         return dec;
     }

@@ -77,7 +77,10 @@ pub async fn process_batch(
     let reading = entries.iter().map(|e| (e.partition, e.id)).collect();
     let _ = outcomes.send(ToWriter::Reading(reading));
     // 1–2. decode and screen, in memory.
-    let pending = screen_all(d, entries, permits, outcomes, now);
+    let (pending, cancels) = screen_all(d, entries, permits, outcomes, now);
+    if !cancels.is_empty() && !cancel_all(d, conn, cancels, outcomes).await {
+        return;
+    }
     if pending.is_empty() {
         return;
     }
@@ -111,8 +114,9 @@ fn screen_all(
     mut permits: OwnedSemaphorePermit,
     outcomes: &OutcomeSender,
     now: i64,
-) -> Vec<Pending> {
+) -> (Vec<Pending>, Vec<CancelPending>) {
     let mut pending = Vec::with_capacity(entries.len());
+    let mut cancels = Vec::new();
     // One load of the live policy for the batch: every message of it is
     // decided on the same version.
     let pol = d.policy.load();
@@ -159,6 +163,19 @@ fn screen_all(
         let (msg, screened) = match screened {
             Ok(Ok(screened)) => screened,
             Ok(Err(rejection)) => {
+                let rejection = match crate::ingest::decode::decode_cancel(&raw) {
+                    None => rejection,
+                    Some(Err(r)) => r,
+                    Some(Ok(c)) => {
+                        cancels.push(CancelPending {
+                            partition: entry.partition,
+                            entry: entry.id,
+                            cancel: c,
+                            permit,
+                        });
+                        continue;
+                    }
+                };
                 let kind = OutcomeKind::Rejected { rejection, raw };
                 emit(outcomes, entry.partition, entry.id, permit, kind);
                 continue;
@@ -191,7 +208,68 @@ fn screen_all(
             permit,
         });
     }
-    pending
+    (pending, cancels)
+}
+
+/// A cancel entry (`{"cancel": id}`) waiting for its script.
+struct CancelPending {
+    partition: u16,
+    entry: StreamId,
+    cancel: crate::ingest::decode::CancelEntry,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Run the batch's cancel entries in one pipeline, then ack them: a cancel
+/// is acked only once it is in Redis. `false`: Redis is gone and we are
+/// shutting down (the entries stay pending; a cancel is safe to repeat).
+async fn cancel_all(
+    d: &Dispatcher,
+    conn: &mut Conn,
+    cancels: Vec<CancelPending>,
+    outcomes: &OutcomeSender,
+) -> bool {
+    let now = now_ms();
+    let mut pipe = redis::pipe();
+    for c in &cancels {
+        let detail = c
+            .cancel
+            .detail
+            .as_deref()
+            .unwrap_or("cancelled by a queue entry");
+        crate::sequences::add_cancel(
+            &mut pipe,
+            &c.cancel.tenant,
+            &c.cancel.id,
+            Reason::SequenceCancelled,
+            detail,
+            now,
+        );
+    }
+    let n = cancels.len();
+    let Some(replies) = crate::conn::query_retrying::<Vec<redis::Value>>(
+        conn,
+        &pipe,
+        "cancel_sequence",
+        |v: &Vec<redis::Value>| v.len() == n,
+        || d.shutdown.is_cancelled(),
+    )
+    .await
+    else {
+        return false;
+    };
+    for (c, v) in cancels.into_iter().zip(&replies) {
+        let result = crate::sequences::parse_cancel(v).map_or("unreadable", |r| r.as_str());
+        telemetry::sequence_cancel(result);
+        tracing::info!(tenant = %c.cancel.tenant, id = %c.cancel.id, result, "sequence cancel from the queue");
+        emit(
+            outcomes,
+            c.partition,
+            c.entry,
+            c.permit,
+            OutcomeKind::AckOnly,
+        );
+    }
+    true
 }
 
 /// Everything decided in memory before the claim: pause, timing, policy and
@@ -206,6 +284,13 @@ fn screen(
 ) -> Result<(u32, Vec<Arc<CapRule>>), Hold> {
     if let Some(from) = msg.from.as_deref() {
         check_sender(d, pol, &msg.tenant, from)?;
+    }
+    if msg.enrol.is_some() {
+        // Enrolled now, paused or not: each step is decided when due.
+        return match crate::sequences::plan(pol, msg, &d.limits) {
+            Ok(plan) => Err(Hold::Enrol(Box::new(plan))),
+            Err((reason, detail)) => Err(Hold::Template(reason, detail)),
+        };
     }
     if let Some(drop) = d.pauses.paused(&msg.tenant) {
         return Err(Hold::Paused { drop });
@@ -321,6 +406,7 @@ async fn claim_all(d: &Dispatcher, conn: &mut Conn, pending: &[Pending]) -> Opti
             entry: p.entry,
             intent: p.intent(),
             fresh: p.fresh,
+            sequence: p.msg.step.as_deref().map(|s| &*s.sequence),
         })
         .collect();
     let ttl_ms = d.dispatch.idempotency_ttl.as_millis() as u64;
@@ -362,6 +448,26 @@ fn clear(
                 emit(outcomes, partition, entry, permit, OutcomeKind::AckOnly);
                 continue;
             }
+            Claim::Ended(why) => {
+                let (reason, detail) = match why {
+                    claim::Ended::Cancelled => {
+                        (Reason::SequenceCancelled, "its sequence was cancelled")
+                    }
+                    claim::Ended::OptedOut => (
+                        Reason::OptedOut,
+                        "its sequence ended: the recipient opted out",
+                    ),
+                    claim::Ended::Missing => (
+                        Reason::SequenceCancelled,
+                        "its sequence record is gone: not sent",
+                    ),
+                };
+                let mut dec = Decision::new(msg, Status::Cancelled, Some(reason), 0);
+                dec.detail = Some(detail.into());
+                dec.caps = Vec::new();
+                record(outcomes, partition, entry, permit, dec);
+                continue;
+            }
             Claim::Proceed { attempt } => attempt,
             Claim::Redelivered { attempt } => {
                 if hold.is_none() {
@@ -387,6 +493,34 @@ fn clear(
                 attempt
             }
         };
+        if let Some(Hold::Enrol(plan)) = hold {
+            let steps = plan
+                .steps
+                .iter()
+                .map(|st| {
+                    let mut dec =
+                        Decision::new(st.msg.clone(), Status::Deferred, Some(Reason::SendAt), 0);
+                    dec.requeue = Some(crate::delivery::outcome::Requeue::at(
+                        st.due,
+                        st.raw.clone(),
+                    ));
+                    dec
+                })
+                .collect();
+            let e = crate::delivery::outcome::Enrolment {
+                parent: msg,
+                plan: *plan,
+                steps,
+            };
+            emit(
+                outcomes,
+                partition,
+                entry,
+                permit,
+                OutcomeKind::Enrolled(Box::new(e)),
+            );
+            continue;
+        }
         if let Some(hold) = hold {
             let spread = pol.release_spread_ms;
             let dec = hold::decide(hold, msg, raw, attempt, now, spread);

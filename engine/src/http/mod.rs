@@ -18,6 +18,8 @@
 //!   signature-verified, answered with TwiML.
 //! - `POST /v1/webhooks/twilio/status` — delivery receipts.
 //! - `GET /v1/consent/{tenant}/{number}` — a number's consent and evidence.
+//! - `POST /v1/sequences/{tenant}/{id}/cancel` — end a sequence (paid);
+//!   `GET /v1/sequences/{tenant}/{id}` — it and its steps.
 
 use std::sync::Arc;
 
@@ -35,6 +37,7 @@ mod consent;
 mod listener;
 mod messages;
 mod policy;
+mod sequences;
 mod twilio;
 
 use self::config::HttpConfig;
@@ -102,6 +105,19 @@ async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
             let (tenant, id) = (decode_segment(tenant), decode_segment(id));
             messages::get_message(state, &req, &tenant, &id).await
         }
+        (&Method::GET, ["v1", "messages", tenant, id, step]) => {
+            // A sequence step's id is `<id>/<step>`.
+            let id = format!("{}/{}", decode_segment(id), decode_segment(step));
+            messages::get_message(state, &req, &decode_segment(tenant), &id).await
+        }
+        (&Method::POST, ["v1", "sequences", tenant, id, "cancel"]) => {
+            let (tenant, id) = (decode_segment(tenant), decode_segment(id));
+            sequences::cancel(state, req, &tenant, &id).await
+        }
+        (&Method::GET, ["v1", "sequences", tenant, id]) => {
+            let (tenant, id) = (decode_segment(tenant), decode_segment(id));
+            sequences::get(state, &req, &tenant, &id).await
+        }
         (&Method::POST, ["v1", "policy", "evaluate"]) => policy::evaluate_policy(state, req).await,
         (&Method::POST, ["v1", "webhooks", "twilio", "inbound"]) => {
             twilio::twilio_inbound(state, req).await
@@ -114,7 +130,14 @@ async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
             consent::get_consent(state, &req, &tenant, &number).await
         }
         (_, ["metrics" | "healthz" | "readyz"])
-        | (_, ["v1", "messages" | "policy" | "webhooks" | "consent", ..]) => error(
+        | (
+            _,
+            [
+                "v1",
+                "messages" | "policy" | "webhooks" | "consent" | "sequences",
+                ..,
+            ],
+        ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "method not allowed",

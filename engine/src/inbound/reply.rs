@@ -183,6 +183,22 @@ pub async fn handle<'p>(
             forward(conn, tenant, by.as_str(), r, "ambiguous", now).await?;
         }
     }
+    if matches!(classified.reply, Reply::OptOut { .. }) {
+        // A STOP ends every sequence of these tenants to the number: their
+        // waiting steps become `cancelled` / `opted_out` at once (the
+        // consent check would suppress each anyway, one by one, when due).
+        // Safe to repeat, so a retried webhook ends what a failed one did not.
+        let names: Vec<&str> = tenants.iter().map(String::as_str).collect();
+        crate::sequences::end_for_number(
+            conn,
+            r.from,
+            Some(&names),
+            model::Reason::OptedOut,
+            "the recipient replied STOP",
+        )
+        .await
+        .map_err(|e| Error::redis("inbound_sequences", e))?;
+    }
     // One confirmation, and only for a change: a second STOP gets none.
     Ok(reply.filter(|_| changed))
 }

@@ -34,7 +34,41 @@ pub enum Claim {
     Redelivered { attempt: u32 },
     /// This entry was already decided (sent, rejected…); only the ack was lost.
     AlreadyDone,
+    /// A sequence step whose sequence has ended: the gate ([`GATE_LUA`])
+    /// refused it, so it is `cancelled`, never sent.
+    Ended(Ended),
 }
+
+/// Why a step's sequence refused it at the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Cancelled (paid, an operator).
+    Cancelled,
+    /// A STOP from the recipient ended it.
+    OptedOut,
+    /// The sequence record is gone: nothing says the step may go.
+    Missing,
+}
+
+/// The gate of a sequence step, in the same atomic step as its claim's
+/// state change: a step goes only while its sequence is active. Keys: the
+/// step's record, its sequence's record. Args: `send` or `hold`, the
+/// attempt. For `send` it marks the step `sending` with the attempt (what
+/// [`FollowUp`] does for other messages). Returns `ok`, or the ended
+/// sequence's reason (`missing` when the record is gone). A cancel
+/// (`sequences::CANCEL_LUA`) that runs after it finds the step `sending`
+/// and leaves it to the provider; one that runs before it wins.
+pub const GATE_LUA: &str = r#"
+local s = redis.call('HMGET', KEYS[2], 'state', 'reason')
+if s[1] ~= 'active' then
+  if not s[1] then return 'missing' end
+  return s[2] or 'sequence_cancelled'
+end
+if ARGV[1] == 'send' then
+  redis.call('HSET', KEYS[1], 'state', 'sending', 'attempt', ARGV[2])
+end
+return 'ok'
+"#;
 
 /// Replies the claim adds to a pipeline per message.
 pub const CLAIM_REPLIES: usize = 3;
@@ -268,6 +302,9 @@ pub struct ClaimRequest<'a> {
     pub intent: Intent,
     /// Read new, not taken over ([`super::stream::Entry::fresh`]).
     pub fresh: bool,
+    /// A sequence step: the enrolment id of its sequence, checked by the
+    /// gate before it may go.
+    pub sequence: Option<&'a str>,
 }
 
 /// A claim's result: the decision, and the provider the message is pinned
@@ -332,6 +369,7 @@ pub async fn claim_batch(
     }
 
     let mut follow = redis::pipe();
+    let mut gated = Vec::new();
     let mut claims = Vec::with_capacity(batch.len());
     for ((replies, r), found) in values.chunks(CLAIM_REPLIES).zip(batch).zip(found) {
         let Some((claim, next)) = parse_claim(replies, found.as_ref(), r.entry, r.intent, r.fresh)
@@ -344,9 +382,33 @@ pub async fn claim_batch(
             tracing::warn!(entry = %r.entry, "unexpected claim reply; left pending");
             return None;
         };
-        if let Some(f) = next {
-            keys::message_into(&mut key, r.tenant, r.id);
-            f.add_to(&mut follow, &key);
+        let attempt = match claim {
+            Claim::Proceed { attempt } | Claim::Redelivered { attempt } => Some(attempt),
+            _ => None,
+        };
+        keys::message_into(&mut key, r.tenant, r.id);
+        match (r.sequence, attempt) {
+            (Some(sequence), Some(attempt)) => {
+                let send = if r.intent == Intent::Send {
+                    "send"
+                } else {
+                    "hold"
+                };
+                follow
+                    .cmd("EVAL")
+                    .arg(GATE_LUA)
+                    .arg(2)
+                    .arg(&key)
+                    .arg(keys::sequence(r.tenant, sequence))
+                    .arg(send)
+                    .arg(attempt);
+                gated.push(claims.len());
+            }
+            _ => {
+                if let Some(f) = next {
+                    f.add_to(&mut follow, &key);
+                }
+            }
         }
         claims.push(Claimed {
             claim,
@@ -354,9 +416,38 @@ pub async fn claim_batch(
         });
     }
     if !follow.is_empty() {
-        query_retrying::<()>(conn, &follow, "claim", |_| true, stop).await?;
+        // Every command is safe to repeat: the gate sets what it set.
+        let replies: Vec<Value> = query_retrying(
+            conn,
+            &follow,
+            "claim",
+            |v: &Vec<Value>| v.len() == gated.len(),
+            stop,
+        )
+        .await?;
+        for (i, v) in gated.iter().zip(&replies) {
+            if let Some(ended) = parse_gate(v) {
+                claims[*i].claim = Claim::Ended(ended);
+            }
+        }
     }
     Some(claims)
+}
+
+/// The gate's answer: `None` to go on, else why the sequence ended.
+pub fn parse_gate(v: &Value) -> Option<Ended> {
+    let s = match v {
+        Value::BulkString(b) => std::str::from_utf8(b).unwrap_or(""),
+        Value::SimpleString(s) => s.as_str(),
+        Value::Okay => return None,
+        _ => "",
+    };
+    match s {
+        "ok" => None,
+        "missing" => Some(Ended::Missing),
+        "opted_out" => Some(Ended::OptedOut),
+        _ => Some(Ended::Cancelled),
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,15 @@ impl Default for Limits {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSequence<'a> {
+    #[serde(borrow)]
+    schedule: Cow<'a, str>,
+    #[serde(borrow)]
+    anchor: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
 struct RawRecipient<'a> {
     #[serde(borrow, default)]
     tz: Option<Cow<'a, str>>,
@@ -74,6 +83,11 @@ struct RawMessage<'a> {
     carrier: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     meta: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sequence: Option<RawSequence<'a>>,
+    /// Written by Herald on a sequence's step messages.
+    #[serde(default)]
+    step: Option<crate::model::StepRef>,
 }
 
 /// Only the identifying fields, read leniently to label a rejection.
@@ -110,6 +124,56 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, Rejection> {
         Err(e) => return Err(classify_serde_error(text, e)),
     };
     validate(raw, limits)
+}
+
+/// A queue entry that cancels a sequence: `{"cancel": "<enrolment id>",
+/// "tenant": "acme", "detail": "paid"}` (docs/contracts.md#sequences).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelEntry {
+    pub tenant: String,
+    pub id: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCancel<'a> {
+    #[serde(borrow)]
+    cancel: Cow<'a, str>,
+    #[serde(borrow, default)]
+    tenant: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    detail: Option<Cow<'a, str>>,
+}
+
+/// Read a cancel entry. `None`: the entry is not one (it has no `cancel`
+/// field), so its ordinary rejection stands. Only entries that failed to
+/// decode as messages are tried, so messages pay nothing for it.
+pub fn decode_cancel(bytes: &[u8]) -> Option<Result<CancelEntry, Rejection>> {
+    let raw: RawCancel<'_> = serde_json::from_slice(bytes).ok()?;
+    let tenant = raw.tenant.unwrap_or(Cow::Borrowed(DEFAULT_TENANT));
+    let fail = |detail: String| Rejection {
+        reason: RejectReason::InvalidField,
+        detail,
+        id: Some(truncate(&raw.cancel, MAX_ID_CHARS)),
+        tenant: Some(truncate(&tenant, MAX_TENANT_CHARS)),
+    };
+    if !valid_tenant(&tenant) {
+        return Some(Err(fail(format!(
+            "`tenant` must be 1–{MAX_TENANT_CHARS} characters of letters, digits, `_`, `-`, `.`"
+        ))));
+    }
+    let n = raw.cancel.chars().count();
+    if n == 0 || n > MAX_ID_CHARS || raw.cancel.contains('/') {
+        return Some(Err(fail(format!(
+            "`cancel` must be an enrolment id: 1–{MAX_ID_CHARS} characters, no `/`"
+        ))));
+    }
+    Some(Ok(CancelEntry {
+        tenant: tenant.into_owned(),
+        id: raw.cancel.into_owned(),
+        detail: raw.detail.map(|d| d.chars().take(200).collect()),
+    }))
 }
 
 /// Check `recipient.tz` (an IANA zone) and `recipient.state` (a US state or
@@ -207,7 +271,69 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
     };
 
     let mut template = None;
+    let mut enrol = None;
+    if let Some(sq) = raw.sequence {
+        if raw.body.is_some() || raw.template.is_some() || raw.step.is_some() {
+            return Err(fail(
+                RejectReason::InvalidField,
+                "an enrolment (`sequence`) takes no `body` or `template`: its schedule's steps name their templates".into(),
+            ));
+        }
+        if sq.schedule.is_empty() || sq.schedule.len() > 64 {
+            return Err(fail(
+                RejectReason::InvalidField,
+                "`sequence.schedule` must be a name of 1–64 characters".into(),
+            ));
+        }
+        let anchor = match sq.anchor.parse::<jiff::civil::Date>() {
+            Ok(d) => d,
+            Err(e) => {
+                return Err(fail(
+                    RejectReason::InvalidField,
+                    format!("`sequence.anchor` is not a date `YYYY-MM-DD`: {e}"),
+                ));
+            }
+        };
+        if id.contains('/') {
+            return Err(fail(
+                RejectReason::InvalidField,
+                "an enrolment's `id` may not contain `/`: its steps are `<id>/<step>`".into(),
+            ));
+        }
+        if id.chars().count() > MAX_ID_CHARS - 3 {
+            return Err(fail(
+                RejectReason::InvalidField,
+                format!(
+                    "an enrolment's `id` is at most {} characters (its steps add `/<step>`)",
+                    MAX_ID_CHARS - 3
+                ),
+            ));
+        }
+        if let Some(v) = raw.vars
+            && !v.get().trim_start().starts_with('{')
+        {
+            return Err(fail(
+                RejectReason::InvalidField,
+                "`vars` must be an object".into(),
+            ));
+        }
+        if let Some(l) = raw.locale.as_deref()
+            && !crate::model::valid_locale(l)
+        {
+            return Err(fail(
+                RejectReason::InvalidField,
+                format!("`locale` {l:?} is not a locale (`en`, `es-US`)"),
+            ));
+        }
+        enrol = Some(Box::new(crate::model::Enrol {
+            schedule: Box::from(&*sq.schedule),
+            anchor,
+            vars: raw.vars.map(RawValue::to_owned),
+            locale: raw.locale.as_deref().map(Box::from),
+        }));
+    }
     let body = match (raw.body, raw.template) {
+        (None, None) if enrol.is_some() => Cow::Borrowed(""),
         (Some(_), Some(_)) => {
             return Err(fail(
                 RejectReason::InvalidField,
@@ -265,7 +391,7 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
         }
         (Some(body), None) => body,
     };
-    if template.is_none() && body.is_empty() {
+    if template.is_none() && enrol.is_none() && body.is_empty() {
         return Err(fail(
             RejectReason::InvalidField,
             "`body` must not be empty".into(),
@@ -342,6 +468,8 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
             .map(|c| Box::from(&*c)),
         meta: raw.meta.map(RawValue::to_owned),
         template,
+        enrol,
+        step: raw.step.map(Box::new),
     })
 }
 

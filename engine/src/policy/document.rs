@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{ComplianceSection, TenantSection};
 use super::rules::{Rules, WindowRule};
+use super::schedules::{self, Schedule, ScheduleSection};
 use super::{Parts, Policy};
 use crate::check::{ConfigError, key_err};
 use crate::content::templates::{Template, TemplateSection};
@@ -54,6 +55,10 @@ pub struct Document {
     /// `[[templates.<tenant>.<name>]]`: one table per published version.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub templates: BTreeMap<String, BTreeMap<String, Vec<TemplateSection>>>,
+    /// `[schedules.<tenant>.<name>]`: reminder schedules (the built-in
+    /// `payment_reminder` needs no entry).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schedules: BTreeMap<String, BTreeMap<String, ScheduleSection>>,
 }
 
 /// `[compliance]` of the document: the settings that are policy, not
@@ -93,6 +98,7 @@ pub enum Section {
     Routes,
     Throttles,
     Templates,
+    Schedules,
 }
 
 impl Section {
@@ -104,6 +110,7 @@ impl Section {
             Section::Routes => "routes",
             Section::Throttles => "throttles",
             Section::Templates => "templates",
+            Section::Schedules => "schedules",
         }
     }
 }
@@ -133,6 +140,7 @@ impl Document {
             routes: routes.clone(),
             throttles: BTreeMap::new(),
             templates: BTreeMap::new(),
+            schedules: BTreeMap::new(),
         })
     }
 
@@ -194,6 +202,9 @@ impl Document {
         }
         if self.templates != next.templates {
             v.push(Section::Templates);
+        }
+        if self.schedules != next.schedules {
+            v.push(Section::Schedules);
         }
         v
     }
@@ -334,6 +345,16 @@ pub fn compile(doc: &Document, version: u64, ctx: &Context) -> Result<Policy, Co
             let mut compiled: Vec<Template> = Vec::with_capacity(versions.len());
             for (i, s) in versions.iter().enumerate() {
                 let key = format!("templates.{tenant}.{name}[{i}]");
+                let built_in = schedules::built_in_max_version(name);
+                if s.version <= built_in {
+                    return Err(key_err(
+                        format!("{key}.version"),
+                        format!(
+                            "`{name}` is a built-in template whose versions go to {built_in}: start at {}",
+                            built_in + 1
+                        ),
+                    ));
+                }
                 if let Some(prev) = compiled.last()
                     && s.version <= prev.version
                 {
@@ -348,6 +369,22 @@ pub fn compile(doc: &Document, version: u64, ctx: &Context) -> Result<Policy, Co
                 compiled.push(t);
             }
             policy.set_templates(tenant, name, compiled);
+        }
+    }
+    for (tenant, named) in &doc.schedules {
+        if !crate::model::valid_tenant(tenant) {
+            return Err(key_err(
+                format!("schedules.{tenant}"),
+                "not a valid tenant name",
+            ));
+        }
+        for (name, s) in named {
+            let key = format!("schedules.{tenant}.{name}");
+            let sch = Schedule::compile(&key, name, s, |t| {
+                policy.template(tenant, t, None).is_some()
+            })
+            .map_err(|(path, why)| key_err(path, why))?;
+            policy.set_schedule(tenant, sch);
         }
     }
     Ok(policy)

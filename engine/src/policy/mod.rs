@@ -40,6 +40,7 @@ pub mod caps;
 pub mod config;
 pub mod document;
 pub mod live;
+pub mod schedules;
 pub mod store;
 
 // foldhash (hashbrown's default): looked up per message; SipHash showed
@@ -254,6 +255,9 @@ pub struct Policy {
     pub throttles: std::collections::BTreeMap<String, crate::throttle::live::Override>,
     /// Message templates by tenant and name, each name's versions in order.
     templates: HashMap<String, HashMap<String, Vec<crate::content::templates::Template>>>,
+    /// Reminder schedules by tenant and name (the built-in ones are not
+    /// here: [`Policy::schedule`] falls back to them).
+    schedules: HashMap<String, HashMap<String, schedules::Schedule>>,
 }
 
 /// Routes by tenant and category, as slot indices into the providers.
@@ -417,6 +421,7 @@ impl Policy {
             routes: RouteTable::new(routes),
             throttles,
             templates: HashMap::new(),
+            schedules: HashMap::new(),
         })
     }
 
@@ -440,11 +445,51 @@ impl Policy {
         name: &str,
         version: Option<u32>,
     ) -> Option<&crate::content::templates::Template> {
-        let versions = self.templates.get(tenant)?.get(name)?;
+        let Some(versions) = self.templates.get(tenant).and_then(|t| t.get(name)) else {
+            return schedules::built_in_template(name, version);
+        };
         match version {
             None => versions.last(),
-            Some(v) => versions.iter().find(|t| t.version == v),
+            Some(v) => versions
+                .iter()
+                .find(|t| t.version == v)
+                .or_else(|| schedules::built_in_template(name, Some(v))),
         }
+    }
+
+    /// A tenant's reminder schedule `name`: its own, else the built-in one.
+    pub fn schedule(&self, tenant: &str, name: &str) -> Option<&schedules::Schedule> {
+        self.schedules
+            .get(tenant)
+            .and_then(|s| s.get(name))
+            .or_else(|| schedules::BUILT_IN_SET.schedules.get(name))
+    }
+
+    /// Add a tenant's compiled schedule.
+    pub(crate) fn set_schedule(&mut self, tenant: &str, s: schedules::Schedule) {
+        self.schedules
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(s.name.to_string(), s);
+    }
+
+    /// The templates a tenant has (its own and the built-in ones), each
+    /// name's versions oldest first.
+    pub fn templates_of(
+        &self,
+        tenant: &str,
+    ) -> Vec<(&str, Vec<&crate::content::templates::Template>)> {
+        let mut out: std::collections::BTreeMap<&str, Vec<&crate::content::templates::Template>> =
+            std::collections::BTreeMap::new();
+        for (name, v) in &schedules::BUILT_IN_SET.templates {
+            out.insert(name.as_str(), v.iter().collect());
+        }
+        if let Some(own) = self.templates.get(tenant) {
+            for (name, v) in own {
+                out.entry(name.as_str()).or_default().extend(v.iter());
+            }
+        }
+        out.into_iter().collect()
     }
 
     /// Add a tenant's compiled template versions (oldest first).

@@ -120,6 +120,18 @@ fn describe() {
         names::VANISHED,
         "Tracked items that vanished from Redis (entry_deleted, record_lost, receipt_unmatched); each is in the DLQ"
     );
+    describe_counter!(
+        names::SEQUENCES_ENROLLED,
+        "Enrolments recorded, by schedule"
+    );
+    describe_counter!(
+        names::SEQUENCE_CANCELS,
+        "Sequence cancels, by result (cancelled, already_ended, not_enrolled)"
+    );
+    describe_counter!(
+        names::SEQUENCE_TIMERS_RESTORED,
+        "Waiting sequence steps whose timer was missing and the reconciler put back"
+    );
     describe_gauge!(
         names::REDIS_VOLATILE,
         "1 when Redis has no append-only file or may evict (sending stops unless redis.allow_volatile)"
@@ -272,6 +284,21 @@ pub fn claims_renewed(n: usize) {
 /// `record_lost`, `receipt_unmatched`): recorded in the DLQ and counted.
 pub fn vanished(what: &'static str, n: usize) {
     counter!(names::VANISHED, "what" => what).increment(n as u64);
+}
+
+/// An enrolment was recorded.
+pub fn sequence_enrolled(schedule: &str) {
+    counter!(names::SEQUENCES_ENROLLED, "schedule" => schedule.to_string()).increment(1);
+}
+
+/// A sequence cancel ran (`cancelled`, `already_ended`, `not_enrolled`).
+pub fn sequence_cancel(result: &'static str) {
+    counter!(names::SEQUENCE_CANCELS, "result" => result).increment(1);
+}
+
+/// The reconciler put back waiting steps' missing timers.
+pub fn sequence_timers_restored(n: u64) {
+    counter!(names::SEQUENCE_TIMERS_RESTORED).increment(n);
 }
 
 /// A supervised task died and was started again.

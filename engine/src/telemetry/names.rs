@@ -31,3 +31,6 @@ pub const HTTP_REFUSED: &str = "herald_http_connections_refused_total";
 pub const HTTP_TIMEOUTS: &str = "herald_http_timeouts_total";
 pub const POLICY_VERSION: &str = "herald_policy_version";
 pub const POLICY_REJECTED: &str = "herald_policy_versions_rejected_total";
+pub const SEQUENCES_ENROLLED: &str = "herald_sequences_enrolled_total";
+pub const SEQUENCE_CANCELS: &str = "herald_sequence_cancels_total";
+pub const SEQUENCE_TIMERS_RESTORED: &str = "herald_sequence_timers_restored_total";
