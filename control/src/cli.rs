@@ -6,6 +6,9 @@
 use std::{error::Error as _, fmt::Write as _, io, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
+
+mod content;
+pub use content::{SequenceVerb, TemplateVerb};
 use serde_json::{Value, json};
 use tonic::transport::{Certificate, ClientTlsConfig};
 use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
@@ -122,6 +125,18 @@ pub enum Command {
         #[command(subcommand)]
         /// What to do.
         verb: PolicyVerb,
+    },
+    /// Templates: list, get, put (a draft), publish, preview.
+    Template {
+        #[command(subcommand)]
+        /// What to do.
+        verb: TemplateVerb,
+    },
+    /// Reminder sequences: get one, cancel one (paid).
+    Sequence {
+        #[command(subcommand)]
+        /// What to do.
+        verb: SequenceVerb,
     },
     /// Pause, resume, list and show tenants.
     Tenant {
@@ -891,6 +906,8 @@ pub async fn execute<W: io::Write>(
     let text = match command {
         C::Token { verb } => token_command(session, verb).await?,
         C::Policy { verb } => policy_command(session, verb).await?,
+        C::Template { verb } => content::template_command(session, verb).await?,
+        C::Sequence { verb } => content::sequence_command(session, verb).await?,
         C::Tenant {
             verb: TenantVerb::Get { tenant, json },
         } => {

@@ -140,6 +140,55 @@ impl Control for FakeEngine {
         Err(Status::unimplemented("fake"))
     }
 
+    async fn list_templates(
+        &self,
+        _request: Request<herald_control::v1::ListTemplatesRequest>,
+    ) -> Result<Response<herald_control::v1::ListTemplatesResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn get_template(
+        &self,
+        _request: Request<herald_control::v1::GetTemplateRequest>,
+    ) -> Result<Response<herald_control::v1::GetTemplateResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn put_template(
+        &self,
+        _request: Request<herald_control::v1::PutTemplateRequest>,
+    ) -> Result<Response<herald_control::v1::PutTemplateResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn publish_template(
+        &self,
+        _request: Request<herald_control::v1::PublishTemplateRequest>,
+    ) -> Result<Response<herald_control::v1::PublishTemplateResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn preview_template(
+        &self,
+        _request: Request<herald_control::v1::PreviewTemplateRequest>,
+    ) -> Result<Response<herald_control::v1::PreviewTemplateResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn cancel_sequence(
+        &self,
+        _request: Request<herald_control::v1::CancelSequenceRequest>,
+    ) -> Result<Response<herald_control::v1::CancelSequenceResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn get_sequence(
+        &self,
+        _request: Request<herald_control::v1::GetSequenceRequest>,
+    ) -> Result<Response<herald_control::v1::GetSequenceResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn get_consent(
         &self,
         _request: Request<herald_control::v1::GetConsentRequest>,

@@ -781,3 +781,164 @@ async fn the_reconciler_puts_back_a_lost_timer() {
     }
     h.stop().await.expect("clean stop");
 }
+
+/// `heraldctl template …`: a put stores a draft (never sent, even as
+/// `name@N`), preview shows the final text with the opt-out line and its
+/// segments, publish makes it the one messages use; an undeclared variable
+/// is refused with its path. `heraldctl sequence cancel|get` end and show a
+/// sequence, and the cancel is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_are_drafted_previewed_and_published_and_sequences_cancelled_with_heraldctl() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let (h, grpc) = start_controlled(&redis, &mock, &extra()).await;
+    let mut conn = redis.conn().await;
+    let ctl = |args: &'static [&'static str]| heraldctl(grpc, TOKEN, args);
+
+    let list = ctl(&["template", "list", "acme"]).await.expect("list");
+    assert!(
+        list.contains("payment_reminder_due") && list.contains("built-in"),
+        "{list}"
+    );
+
+    let file = TempFile::new(
+        "late.toml",
+        "category = \"collections\"\nvars = { name = \"text\", amount = \"money\" }\ntext.en = \"Hi {name}, {amount} is past due.\"\ntext.es = \"Hola {name}, {amount} está vencido.\"\n",
+    );
+    let path = file.toml_path();
+    let put = heraldctl(grpc, TOKEN, &["template", "put", "acme", "late", &path])
+        .await
+        .expect("put");
+    assert!(put.contains("late@1") && put.contains("draft"), "{put}");
+    assert!(put.contains("[es]") && put.contains("ucs2"), "{put}");
+    // A draft is never sent, not even named with its version.
+    let send = |id: &str, template: &str| {
+        json!({"id": id, "tenant": "acme", "to": number(40), "template": template,
+            "vars": {"name": "Ana", "amount": 42.1}})
+        .to_string()
+        .into_bytes()
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    xadd_raw(
+        &mut conn,
+        4,
+        &[send("draft-1", "late"), send("draft-2", "late@1")],
+    )
+    .await;
+    let ev = wait_events(&mut conn, "2 rejected", Duration::from_secs(10), |ev| {
+        of(ev, "draft-1").next().is_some() && of(ev, "draft-2").next().is_some()
+    })
+    .await;
+    for id in ["draft-1", "draft-2"] {
+        let e = of(&ev, id).next().expect("decided");
+        assert_eq!(
+            (f(e, "status"), f(e, "reason")),
+            ("rejected", "unknown_template"),
+            "{e:?}"
+        );
+    }
+
+    let preview = heraldctl(
+        grpc,
+        TOKEN,
+        &[
+            "template",
+            "preview",
+            "acme",
+            "late",
+            "--vars",
+            r#"{"name":"Ana","amount":"1234.5"}"#,
+            "--locale",
+            "en",
+            "--json",
+        ],
+    )
+    .await
+    .expect("preview");
+    let p: Value = serde_json::from_str(&preview).expect("json");
+    let text = p["renderings"][0]["text"].as_str().unwrap_or("");
+    assert!(text.starts_with("Hi Ana, $1,234.50 is past due."), "{text}");
+    assert!(
+        text.len() > "Hi Ana, $1,234.50 is past due.".len(),
+        "the opt-out line: {text}"
+    );
+    assert_eq!(p["renderings"][0]["encoding"], "gsm7");
+    assert!(p["renderings"][0]["segments"].as_u64() >= Some(1));
+
+    let publish = ctl(&["template", "publish", "acme", "late@1"])
+        .await
+        .expect("publish");
+    assert!(publish.contains("published"), "{publish}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    xadd_raw(&mut conn, 4, &[send("pub-1", "late")]).await;
+    let ev = wait_events(&mut conn, "sent", Duration::from_secs(10), |ev| {
+        of(ev, "pub-1").any(|e| f(e, "status") == "sent")
+    })
+    .await;
+    let e = of(&ev, "pub-1")
+        .find(|e| f(e, "status") == "sent")
+        .expect("sent");
+    assert_eq!((f(e, "template"), f(e, "template_version")), ("late", "1"));
+
+    let bad = TempFile::new(
+        "bad.toml",
+        "category = \"transactional\"\ntext.en = \"Hi {who}\"\n",
+    );
+    let err = heraldctl(
+        grpc,
+        TOKEN,
+        &["template", "put", "acme", "late", &bad.toml_path()],
+    )
+    .await
+    .expect_err("refused");
+    assert!(
+        err.contains("templates.acme.late[1]") && err.contains("`{who}`"),
+        "{err}"
+    );
+
+    // Sequences from heraldctl.
+    xadd_raw(
+        &mut conn,
+        4,
+        &[enrol(
+            "ctl-1",
+            &number(41),
+            "payment_reminder",
+            "2027-03-14",
+            reminder_vars(),
+            json!({}),
+        )],
+    )
+    .await;
+    wait_events(&mut conn, "7 steps", Duration::from_secs(10), |ev| {
+        (1..=7).all(|n| of(ev, &format!("ctl-1/{n}")).next().is_some())
+    })
+    .await;
+    let c = ctl(&["sequence", "cancel", "acme", "ctl-1", "--detail", "paid"])
+        .await
+        .expect("cancel");
+    assert!(c.contains("cancelled; 7"), "{c}");
+    let g = ctl(&["sequence", "get", "acme", "ctl-1"])
+        .await
+        .expect("get");
+    let g: Value = serde_json::from_str(&g).expect("json");
+    assert_eq!(
+        (g["state"].as_str(), g["detail"].as_str()),
+        (Some("cancelled"), Some("paid"))
+    );
+    let audit = ctl(&["audit", "export", "--json"]).await.expect("audit");
+    assert!(
+        audit.contains("sequence.cancel")
+            && audit.contains("template.put")
+            && audit.contains("template.publish"),
+        "{audit}"
+    );
+    let read = heraldctl(
+        grpc,
+        "not-a-token",
+        &["sequence", "cancel", "acme", "ctl-1"],
+    )
+    .await;
+    assert!(read.is_err());
+    h.stop().await.expect("clean stop");
+}

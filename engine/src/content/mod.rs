@@ -78,24 +78,35 @@ pub fn prepare(
     msg: &mut Message,
     max_chars: usize,
 ) -> Result<Prepared, Refused> {
-    if let Some(pattern) = rules.blocked.check(&msg.body) {
+    prepare_body(rules, msg.category, &mut msg.body, max_chars)
+}
+
+/// [`prepare`] on a body of a category: what the send path does to a text,
+/// and what `heraldctl template preview` shows.
+pub fn prepare_body(
+    rules: &ContentRules,
+    category: Category,
+    body: &mut String,
+    max_chars: usize,
+) -> Result<Prepared, Refused> {
+    if let Some(pattern) = rules.blocked.check(body) {
         return Err(Refused::Blocked {
             pattern: pattern.to_string(),
         });
     }
     // Reg F 12 CFR 1006.6(e): each electronic communication carries a clear
     // opt-out; CTIA asks the same of marketing.
-    if matches!(msg.category, Category::Collections | Category::Marketing)
-        && let Cow::Owned(b) = with_opt_out(&msg.body, &rules.opt_out_instructions)
+    if matches!(category, Category::Collections | Category::Marketing)
+        && let Cow::Owned(b) = with_opt_out(body, &rules.opt_out_instructions)
     {
-        msg.body = b;
+        *body = b;
     }
     if rules.smart_encoding
-        && let Cow::Owned(b) = smart_encode(&msg.body)
+        && let Cow::Owned(b) = smart_encode(body)
     {
-        msg.body = b;
+        *body = b;
     }
-    let chars = msg.body.chars().count();
+    let chars = body.chars().count();
     if chars > max_chars {
         return Err(Refused::TooLong {
             chars,
@@ -103,6 +114,6 @@ pub fn prepare(
         });
     }
     Ok(Prepared {
-        segments: segments(&msg.body),
+        segments: segments(body),
     })
 }

@@ -67,6 +67,11 @@ pub struct TemplateSection {
     pub vars: BTreeMap<String, VarType>,
     /// Locale (`en`, `es-US`) → text.
     pub text: BTreeMap<String, String>,
+    /// Stored but not published: no message renders it (not even with
+    /// `name@N`), it may still be edited or removed, and `template publish`
+    /// makes it the newest published version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draft: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +96,8 @@ pub struct Template {
     pub name: Box<str>,
     pub version: u32,
     pub category: Category,
+    /// A draft: previewed, never sent.
+    pub draft: bool,
     vars: Vec<(Box<str>, VarType)>,
     texts: Vec<Text>,
 }
@@ -275,6 +282,7 @@ impl Template {
             name: Box::from(name),
             version: s.version,
             category: s.category,
+            draft: s.draft,
             vars,
             texts,
         };
@@ -292,6 +300,29 @@ impl Template {
     }
 
     /// The locales this version has a text for.
+    /// The declared variables and their types.
+    pub fn vars(&self) -> impl Iterator<Item = (&str, VarType)> {
+        self.vars.iter().map(|(n, t)| (&**n, *t))
+    }
+
+    /// Sample values for every variable (what `preview` uses when given
+    /// none): `Alex`, `$123.45`, today, `https://example.com/pay`.
+    pub fn sample_vars(&self) -> serde_json::Map<String, Value> {
+        let today = jiff::Zoned::now().date().to_string();
+        self.vars
+            .iter()
+            .map(|(n, t)| {
+                let v = match t {
+                    VarType::Text => Value::from("Alex"),
+                    VarType::Money => Value::from("123.45"),
+                    VarType::Date => Value::from(today.as_str()),
+                    VarType::Url => Value::from("https://example.com/pay"),
+                };
+                (n.to_string(), v)
+            })
+            .collect()
+    }
+
     pub fn locales(&self) -> impl Iterator<Item = &str> {
         self.texts.iter().map(|t| &*t.locale)
     }
@@ -528,6 +559,7 @@ mod tests {
                 .iter()
                 .map(|(l, t)| (l.to_string(), t.to_string()))
                 .collect(),
+            draft: false,
         }
     }
 

@@ -6,11 +6,18 @@
 pub mod access;
 pub mod audit;
 pub mod config;
+mod content;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use herald_control::v1::control_server::{Control, ControlServer};
+use herald_control::v1::{
+    CancelSequenceRequest, CancelSequenceResponse, GetSequenceRequest, GetSequenceResponse,
+    GetTemplateRequest, GetTemplateResponse, ListTemplatesRequest, ListTemplatesResponse,
+    PreviewTemplateRequest, PreviewTemplateResponse, PublishTemplateRequest,
+    PublishTemplateResponse, PutTemplateRequest, PutTemplateResponse,
+};
 use herald_control::v1::{
     ConfirmLedgerRequest, ConfirmLedgerResponse, ConsentAuditEntry, DiffPolicyRequest,
     DiffPolicyResponse, ExportConsentRequest, GetConsentRequest, GetConsentResponse,
@@ -1155,6 +1162,63 @@ impl Control for ControlService {
             document: text,
             held,
         }))
+    }
+
+    async fn list_templates(
+        &self,
+        req: Request<ListTemplatesRequest>,
+    ) -> Result<Response<ListTemplatesResponse>, Status> {
+        self.caller(&req, Need::Read, "ListTemplates").await?;
+        self.list_templates_impl(req.into_inner()).await
+    }
+
+    async fn get_template(
+        &self,
+        req: Request<GetTemplateRequest>,
+    ) -> Result<Response<GetTemplateResponse>, Status> {
+        self.caller(&req, Need::Read, "GetTemplate").await?;
+        self.get_template_impl(req.into_inner()).await
+    }
+
+    async fn put_template(
+        &self,
+        req: Request<PutTemplateRequest>,
+    ) -> Result<Response<PutTemplateResponse>, Status> {
+        // The role is checked by `put_version` (templates: compliance).
+        let caller = self.caller(&req, Need::Read, "PutTemplate").await?;
+        self.put_template_impl(&caller, req.into_inner()).await
+    }
+
+    async fn publish_template(
+        &self,
+        req: Request<PublishTemplateRequest>,
+    ) -> Result<Response<PublishTemplateResponse>, Status> {
+        let caller = self.caller(&req, Need::Read, "PublishTemplate").await?;
+        self.publish_template_impl(&caller, req.into_inner()).await
+    }
+
+    async fn preview_template(
+        &self,
+        req: Request<PreviewTemplateRequest>,
+    ) -> Result<Response<PreviewTemplateResponse>, Status> {
+        self.caller(&req, Need::Read, "PreviewTemplate").await?;
+        self.preview_template_impl(req.into_inner()).await
+    }
+
+    async fn cancel_sequence(
+        &self,
+        req: Request<CancelSequenceRequest>,
+    ) -> Result<Response<CancelSequenceResponse>, Status> {
+        let caller = self.caller(&req, Need::Operate, "CancelSequence").await?;
+        self.cancel_sequence_impl(&caller, req.into_inner()).await
+    }
+
+    async fn get_sequence(
+        &self,
+        req: Request<GetSequenceRequest>,
+    ) -> Result<Response<GetSequenceResponse>, Status> {
+        self.caller(&req, Need::Read, "GetSequence").await?;
+        self.get_sequence_impl(req.into_inner()).await
     }
 }
 

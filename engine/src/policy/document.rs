@@ -223,7 +223,8 @@ impl Document {
         }
         for (tenant, names) in &base.templates {
             for (name, versions) in names {
-                for old in versions {
+                // A draft may be edited or removed; a published version not.
+                for old in versions.iter().filter(|t| !t.draft) {
                     let next = self
                         .templates
                         .get(tenant)

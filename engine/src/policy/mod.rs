@@ -445,6 +445,28 @@ impl Policy {
         name: &str,
         version: Option<u32>,
     ) -> Option<&crate::content::templates::Template> {
+        self.template_or_draft(tenant, name, version)
+            .filter(|t| !t.draft)
+            .or_else(|| match version {
+                // The newest published one when the newest is a draft.
+                None => self
+                    .templates
+                    .get(tenant)
+                    .and_then(|t| t.get(name))
+                    .and_then(|v| v.iter().rev().find(|t| !t.draft))
+                    .or_else(|| schedules::built_in_template(name, None)),
+                Some(_) => None,
+            })
+    }
+
+    /// Like [`Policy::template`], drafts included (`None`: the newest
+    /// version, draft or not): what `template get` and `preview` show.
+    pub fn template_or_draft(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Option<&crate::content::templates::Template> {
         let Some(versions) = self.templates.get(tenant).and_then(|t| t.get(name)) else {
             return schedules::built_in_template(name, version);
         };
