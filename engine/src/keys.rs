@@ -338,8 +338,11 @@ pub mod seq {
     pub const STEPS: &str = "steps";
     /// The recipient's E.164 digits.
     pub const TO: &str = "to";
-    /// The zone the local send times were computed in.
+    /// The zones the local send times were computed in (comma-separated).
     pub const ZONE: &str = "zone";
+    /// Each step's `day HH:MM max_late_ms`, comma-separated (re-anchoring
+    /// recomputes from these).
+    pub const DEFS: &str = "defs";
     /// Each step's instant (ms), comma-separated, in step order.
     pub const DUE: &str = "due";
     pub const ENROLLED_AT: &str = "enrolled_at";

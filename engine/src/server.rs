@@ -234,6 +234,8 @@ pub async fn run(
         cfg: cfg.http.clone(),
         partitions: cfg.queue.partitions,
         limits: d.limits,
+        events_max_len: cfg.events.max_len,
+        record_ttl_ms: cfg.dispatch.idempotency_ttl.as_millis() as u64,
         metrics,
         redis: admin.clone(),
         health: Arc::clone(&health),

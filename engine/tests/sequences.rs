@@ -942,3 +942,112 @@ async fn templates_are_drafted_previewed_and_published_and_sequences_cancelled_w
     assert!(read.is_err());
     h.stop().await.expect("clean stop");
 }
+
+/// The due date moved: a re-anchor (HTTP, or a `{"reanchor": id}` queue
+/// entry) gives every waiting step its new instant, with a new `deferred`
+/// event; a cancelled sequence cannot be re-anchored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reanchor_moves_every_waiting_step_to_the_new_due_date() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let (h, _grpc) = start_controlled(&redis, &mock, &extra()).await;
+    let mut conn = redis.conn().await;
+    let ny = "+12125550199";
+    xadd_raw(
+        &mut conn,
+        4,
+        &[
+            enrol(
+                "re-1",
+                ny,
+                "payment_reminder",
+                "2027-03-14",
+                reminder_vars(),
+                json!({}),
+            ),
+            enrol(
+                "re-2",
+                ny,
+                "payment_reminder",
+                "2027-03-14",
+                reminder_vars(),
+                json!({}),
+            ),
+        ],
+    )
+    .await;
+    wait_events(&mut conn, "14 steps", Duration::from_secs(10), |ev| {
+        ev.iter().filter(|e| f(e, "status") == "deferred").count() >= 14
+    })
+    .await;
+    let (status, r) = http(
+        &h,
+        "POST",
+        "/v1/sequences/acme/re-1/anchor",
+        r#"{"anchor":"2027-04-01"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["steps_moved"], json!([1, 2, 3, 4, 5, 6, 7]), "{r}");
+    xadd_raw(
+        &mut conn,
+        4,
+        &[
+            json!({"reanchor": "re-2", "tenant": "acme", "anchor": "2027-02-01"})
+                .to_string()
+                .into_bytes(),
+        ],
+    )
+    .await;
+    let ev = wait_events(
+        &mut conn,
+        "14 more deferred",
+        Duration::from_secs(10),
+        |ev| ev.iter().filter(|e| f(e, "status") == "deferred").count() >= 28,
+    )
+    .await;
+    // 2027-04-01 - 7 days = 2027-03-25, 10:00 EDT = 14:00Z; 2027-02-01 + 7
+    // = 2027-02-08, 10:00 EST = 15:00Z.
+    for (id, want) in [
+        ("re-1/1", "2027-03-25T14:00:00Z"),
+        ("re-1/7", "2027-04-08T14:00:00Z"),
+        ("re-2/1", "2027-01-25T15:00:00Z"),
+        ("re-2/7", "2027-02-08T15:00:00Z"),
+    ] {
+        let last = of(&ev, id).last().expect("events");
+        assert_eq!(
+            (f(last, "status"), f(last, "until")),
+            ("deferred", at(want).to_string().as_str()),
+            "{id}: {last:?}"
+        );
+        assert_eq!(f(last, "sequence"), "payment_reminder", "{last:?}");
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg("herald:delayed")
+            .arg(format!("acme:{id}"))
+            .query_async(&mut conn)
+            .await
+            .expect("zscore");
+        assert_eq!(score.map(|s| s as i64), Some(at(want)), "{id}'s timer");
+    }
+    let (_, s) = http(&h, "GET", "/v1/sequences/acme/re-1", "").await;
+    assert_eq!(s["anchor"], "2027-04-01");
+    // Cancelled, then re-anchored: refused, and nothing moves.
+    http(&h, "POST", "/v1/sequences/acme/re-1/cancel", "").await;
+    let (status, _) = http(
+        &h,
+        "POST",
+        "/v1/sequences/acme/re-1/anchor",
+        r#"{"anchor":"2027-05-01"}"#,
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, _) = http(
+        &h,
+        "POST",
+        "/v1/sequences/acme/re-2/anchor",
+        r#"{"anchor":"soon"}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    h.stop().await.expect("clean stop");
+}

@@ -228,6 +228,49 @@ async fn cancel_all(
     cancels: Vec<CancelPending>,
     outcomes: &OutcomeSender,
 ) -> bool {
+    let (reanchors, cancels): (Vec<CancelPending>, Vec<CancelPending>) =
+        cancels.into_iter().partition(|c| c.cancel.anchor.is_some());
+    for r in reanchors {
+        // Rare, and a few round trips each: one at a time.
+        let Some(anchor) = r.cancel.anchor else {
+            continue;
+        };
+        let c = &r.cancel;
+        let result = loop {
+            match crate::sequences::reanchor(
+                conn,
+                &c.tenant,
+                &c.id,
+                anchor,
+                &d.limits,
+                d.dispatch.idempotency_ttl.as_millis() as u64,
+                d.events.max_len,
+            )
+            .await
+            {
+                Ok(r) => break r,
+                Err(e) => {
+                    telemetry::redis_error("reanchor_sequence");
+                    tracing::warn!(error = %e, "re-anchoring a sequence failed; retrying");
+                    if d.shutdown.is_cancelled() {
+                        return false;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        };
+        tracing::info!(tenant = %c.tenant, id = %c.id, ?result, "sequence re-anchor from the queue");
+        emit(
+            outcomes,
+            r.partition,
+            r.entry,
+            r.permit,
+            OutcomeKind::AckOnly,
+        );
+    }
+    if cancels.is_empty() {
+        return true;
+    }
     let now = now_ms();
     let mut pipe = redis::pipe();
     for c in &cancels {

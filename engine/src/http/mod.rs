@@ -19,6 +19,7 @@
 //! - `POST /v1/webhooks/twilio/status` — delivery receipts.
 //! - `GET /v1/consent/{tenant}/{number}` — a number's consent and evidence.
 //! - `POST /v1/sequences/{tenant}/{id}/cancel` — end a sequence (paid);
+//!   `POST /v1/sequences/{tenant}/{id}/anchor` — move it to a new due date;
 //!   `GET /v1/sequences/{tenant}/{id}` — it and its steps.
 
 use std::sync::Arc;
@@ -49,6 +50,11 @@ pub struct HttpState {
     pub cfg: HttpConfig,
     pub partitions: u16,
     pub limits: Limits,
+    /// `events.max_len`: events written outside the outcome writer (a
+    /// re-anchor's announcements) keep the same cap.
+    pub events_max_len: u64,
+    /// `dispatch.idempotency_ttl` in ms: how long records are kept.
+    pub record_ttl_ms: u64,
     pub metrics: Option<PrometheusHandle>,
     pub redis: Conn,
     /// Redis up and durable, the ledger intact, every task alive.
@@ -113,6 +119,10 @@ async fn route(state: &HttpState, req: Request<Incoming>) -> Response<Body> {
         (&Method::POST, ["v1", "sequences", tenant, id, "cancel"]) => {
             let (tenant, id) = (decode_segment(tenant), decode_segment(id));
             sequences::cancel(state, req, &tenant, &id).await
+        }
+        (&Method::POST, ["v1", "sequences", tenant, id, "anchor"]) => {
+            let (tenant, id) = (decode_segment(tenant), decode_segment(id));
+            sequences::reanchor(state, req, &tenant, &id).await
         }
         (&Method::GET, ["v1", "sequences", tenant, id]) => {
             let (tenant, id) = (decode_segment(tenant), decode_segment(id));

@@ -85,6 +85,73 @@ pub(super) async fn cancel(
     }
 }
 
+/// `POST /v1/sequences/{tenant}/{id}/anchor` with `{"anchor":
+/// "YYYY-MM-DD"}`: the due date moved; every step still waiting gets its
+/// new instant (and a new `deferred` event).
+pub(super) async fn reanchor(
+    state: &HttpState,
+    req: Request<Incoming>,
+    tenant: &str,
+    id: &str,
+) -> Response<Body> {
+    if !authorized_for(state, req.headers(), tenant) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the tenant's API key is required",
+        );
+    }
+    let body = match read_body(state, req, MAX_CANCEL_BODY, "a re-anchor's body").await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let anchor = match serde_json::from_slice::<Value>(&body) {
+        Ok(v) => match v
+            .get("anchor")
+            .and_then(Value::as_str)
+            .map(str::parse::<jiff::civil::Date>)
+        {
+            Some(Ok(d)) => d,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_field",
+                    "the body is {\"anchor\": \"YYYY-MM-DD\"}",
+                );
+            }
+        },
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_json", &e.to_string()),
+    };
+    let mut conn = state.redis.clone();
+    match sequences::reanchor(
+        &mut conn,
+        tenant,
+        id,
+        anchor,
+        &state.limits,
+        state.record_ttl_ms,
+        state.events_max_len,
+    )
+    .await
+    {
+        Ok(sequences::Reanchored::Moved { steps }) => json_response(
+            StatusCode::OK,
+            &json!({"tenant": tenant, "id": id, "anchor": anchor.to_string(),
+                "result": "moved", "steps_moved": steps}),
+        ),
+        Ok(sequences::Reanchored::NotActive) => error(
+            StatusCode::CONFLICT,
+            "not_active",
+            "no active sequence with this id (cancelled, ended or never enrolled)",
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis_unavailable",
+            "the re-anchor was not recorded: retry",
+        ),
+    }
+}
+
 pub(super) async fn get(
     state: &HttpState,
     req: &Request<Incoming>,

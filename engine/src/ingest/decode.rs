@@ -126,36 +126,58 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, Rejection> {
     validate(raw, limits)
 }
 
-/// A queue entry that cancels a sequence: `{"cancel": "<enrolment id>",
-/// "tenant": "acme", "detail": "paid"}` (docs/contracts.md#sequences).
+/// A queue entry that acts on a sequence: `{"cancel": "<enrolment id>",
+/// "tenant": "acme", "detail": "paid"}` ends it; `{"reanchor": "<id>",
+/// "tenant": "acme", "anchor": "2026-12-15"}` moves its waiting steps to a
+/// new anchor date (docs/contracts.md#sequences).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelEntry {
     pub tenant: String,
     pub id: String,
     pub detail: Option<String>,
+    /// `Some`: a re-anchor to this date, not a cancel.
+    pub anchor: Option<jiff::civil::Date>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCancel<'a> {
-    #[serde(borrow)]
-    cancel: Cow<'a, str>,
+    #[serde(borrow, default)]
+    cancel: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reanchor: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    anchor: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     tenant: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     detail: Option<Cow<'a, str>>,
 }
 
-/// Read a cancel entry. `None`: the entry is not one (it has no `cancel`
-/// field), so its ordinary rejection stands. Only entries that failed to
-/// decode as messages are tried, so messages pay nothing for it.
+/// Read a cancel or re-anchor entry. `None`: the entry is neither (it has
+/// no `cancel` or `reanchor` field), so its ordinary rejection stands. Only
+/// entries that failed to decode as messages are tried, so messages pay
+/// nothing for it.
 pub fn decode_cancel(bytes: &[u8]) -> Option<Result<CancelEntry, Rejection>> {
     let raw: RawCancel<'_> = serde_json::from_slice(bytes).ok()?;
     let tenant = raw.tenant.unwrap_or(Cow::Borrowed(DEFAULT_TENANT));
+    let (id, reanchor) = match (raw.cancel, raw.reanchor) {
+        (Some(id), None) => (id, false),
+        (None, Some(id)) => (id, true),
+        (None, None) => return None,
+        (Some(id), Some(_)) => {
+            return Some(Err(Rejection {
+                reason: RejectReason::InvalidField,
+                detail: "give one of `cancel` or `reanchor`, not both".into(),
+                id: Some(truncate(&id, MAX_ID_CHARS)),
+                tenant: Some(truncate(&tenant, MAX_TENANT_CHARS)),
+            }));
+        }
+    };
     let fail = |detail: String| Rejection {
         reason: RejectReason::InvalidField,
         detail,
-        id: Some(truncate(&raw.cancel, MAX_ID_CHARS)),
+        id: Some(truncate(&id, MAX_ID_CHARS)),
         tenant: Some(truncate(&tenant, MAX_TENANT_CHARS)),
     };
     if !valid_tenant(&tenant) {
@@ -163,16 +185,30 @@ pub fn decode_cancel(bytes: &[u8]) -> Option<Result<CancelEntry, Rejection>> {
             "`tenant` must be 1–{MAX_TENANT_CHARS} characters of letters, digits, `_`, `-`, `.`"
         ))));
     }
-    let n = raw.cancel.chars().count();
-    if n == 0 || n > MAX_ID_CHARS || raw.cancel.contains('/') {
+    let n = id.chars().count();
+    if n == 0 || n > MAX_ID_CHARS || id.contains('/') {
         return Some(Err(fail(format!(
-            "`cancel` must be an enrolment id: 1–{MAX_ID_CHARS} characters, no `/`"
+            "the sequence must be an enrolment id: 1–{MAX_ID_CHARS} characters, no `/`"
         ))));
     }
+    let anchor = match (reanchor, raw.anchor.as_deref()) {
+        (false, None) => None,
+        (false, Some(_)) => return Some(Err(fail("`anchor` goes with `reanchor`".into()))),
+        (true, None) => return Some(Err(fail("`reanchor` needs `anchor` (YYYY-MM-DD)".into()))),
+        (true, Some(a)) => match a.parse::<jiff::civil::Date>() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                return Some(Err(fail(format!(
+                    "`anchor` is not a date `YYYY-MM-DD`: {e}"
+                ))));
+            }
+        },
+    };
     Some(Ok(CancelEntry {
         tenant: tenant.into_owned(),
-        id: raw.cancel.into_owned(),
+        id: id.into_owned(),
         detail: raw.detail.map(|d| d.chars().take(200).collect()),
+        anchor,
     }))
 }
 
@@ -492,6 +528,81 @@ mod tests {
             Ok(m) => m,
             Err(r) => panic!("expected valid, got {r:?}"),
         }
+    }
+
+    /// Sequence entries: an enrolment, a cancel, a re-anchor, and what each
+    /// refuses.
+    #[test]
+    fn enrolments_cancels_and_reanchors_decode_or_say_why_not() {
+        let m = ok(
+            r#"{"id":"L-1","to":"+14155552671","sequence":{"schedule":"payment_reminder","anchor":"2026-12-01"},"vars":{"name":"Ana"},"locale":"es"}"#,
+        );
+        let e = m.enrol.as_deref().expect("an enrolment");
+        assert_eq!(
+            (&*e.schedule, e.anchor.to_string().as_str()),
+            ("payment_reminder", "2026-12-01")
+        );
+        assert_eq!(e.locale.as_deref(), Some("es"));
+        assert!(m.body.is_empty() && m.template.is_none());
+        for (bad, why) in [
+            (
+                r#"{"id":"L/1","to":"+14155552671","sequence":{"schedule":"s","anchor":"2026-12-01"}}"#,
+                "`/`",
+            ),
+            (
+                r#"{"id":"L","to":"+14155552671","sequence":{"schedule":"s","anchor":"12/01/2026"}}"#,
+                "anchor",
+            ),
+            (
+                r#"{"id":"L","to":"+14155552671","body":"hi","sequence":{"schedule":"s","anchor":"2026-12-01"}}"#,
+                "no `body`",
+            ),
+            (
+                r#"{"id":"L","to":"+14155552671","sequence":{"schedule":"","anchor":"2026-12-01"}}"#,
+                "schedule",
+            ),
+            (
+                r#"{"id":"L","to":"+14155552671","sequence":{"schedule":"s","anchor":"2026-12-01","x":1}}"#,
+                "unknown field",
+            ),
+        ] {
+            let r = decode(bad.as_bytes(), &limits()).expect_err(bad);
+            assert!(r.detail.contains(why), "{bad}: {}", r.detail);
+        }
+        let c = decode_cancel(br#"{"cancel":"L-1","tenant":"acme","detail":"paid"}"#)
+            .expect("a cancel")
+            .expect("valid");
+        assert_eq!(
+            (
+                c.tenant.as_str(),
+                c.id.as_str(),
+                c.detail.as_deref(),
+                c.anchor
+            ),
+            ("acme", "L-1", Some("paid"), None)
+        );
+        let r = decode_cancel(br#"{"reanchor":"L-1","anchor":"2026-12-15"}"#)
+            .expect("a re-anchor")
+            .expect("valid");
+        assert_eq!(
+            (r.tenant.as_str(), r.anchor.map(|d| d.to_string())),
+            ("default", Some("2026-12-15".into()))
+        );
+        for bad in [
+            r#"{"reanchor":"L-1"}"#,
+            r#"{"cancel":"L-1","anchor":"2026-12-15"}"#,
+            r#"{"cancel":"L-1","reanchor":"L-1"}"#,
+            r#"{"cancel":"L/1"}"#,
+            r#"{"cancel":"L-1","tenant":"a:b"}"#,
+        ] {
+            assert!(
+                matches!(decode_cancel(bad.as_bytes()), Some(Err(_))),
+                "{bad}"
+            );
+        }
+        // Not a sequence entry at all: the ordinary rejection stands.
+        assert!(decode_cancel(br#"{"id":"x"}"#).is_none());
+        assert!(decode_cancel(b"not json").is_none());
     }
 
     #[test]

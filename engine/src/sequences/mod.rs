@@ -60,7 +60,12 @@ pub struct PlannedStep {
 pub struct Plan {
     pub schedule: Box<str>,
     pub anchor: jiff::civil::Date,
+    /// The zones the local times were computed in (comma-separated names;
+    /// empty: UTC).
     pub zone: Box<str>,
+    /// Each step's `day at max_late_ms`, comma-separated: what a re-anchor
+    /// recomputes from, whatever the schedule says by then.
+    pub defs: Box<str>,
     pub steps: Vec<PlannedStep>,
 }
 
@@ -210,8 +215,18 @@ pub fn plan(pol: &Policy, msg: &Message, limits: &Limits) -> Result<Plan, (Reaso
         schedule: schedule.name.clone(),
         anchor: enrol.anchor,
         zone: zones
-            .first()
-            .map_or_else(|| "UTC".into(), |z| Box::from(z.name())),
+            .iter()
+            .map(|z| z.name())
+            .collect::<Vec<_>>()
+            .join(",")
+            .into(),
+        defs: schedule
+            .steps
+            .iter()
+            .map(|s| format!("{} {} {}", s.day, s.at.strftime("%H:%M"), s.max_late_ms))
+            .collect::<Vec<_>>()
+            .join(",")
+            .into(),
         steps,
     })
 }
@@ -297,6 +312,8 @@ pub fn add_enrolment(
         .arg(parent.to)
         .arg(seq::ZONE)
         .arg(&*plan.zone)
+        .arg(seq::DEFS)
+        .arg(&*plan.defs)
         .arg(seq::DUE)
         .arg(due.join(","))
         .arg(seq::ENROLLED_AT)
@@ -495,6 +512,225 @@ pub async fn end_for_number(
         telemetry::sequence_cancel(c.as_str());
     }
     Ok(ended)
+}
+
+/// Re-anchor a sequence (the due date moved). Keys: the sequence record,
+/// the delayed set. Args: the anchor read (a compare-and-set), the new
+/// anchor, the new instants (comma-separated), the step record prefix, the
+/// step member prefix, how long to keep the records (ms), then `n, due,
+/// bytes` per step. A step is moved only while it waits (in the delayed
+/// set, `deferred` or `retrying`): one sent, cancelled, in the queue or
+/// being sent keeps its course. Returns {1, moved steps…}, {0} when the
+/// sequence is not active, {2} when its anchor changed meanwhile.
+pub const REANCHOR_LUA: &str = r#"
+local s = redis.call('HMGET', KEYS[1], 'state', 'anchor')
+if s[1] ~= 'active' then return {0} end
+if s[2] ~= ARGV[1] then return {2} end
+redis.call('HSET', KEYS[1], 'anchor', ARGV[2], 'due', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[6], 'GT')
+local out = {1}
+local i = 7
+while i + 2 <= #ARGV do
+  local n, due, raw = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local m = ARGV[5] .. n
+  local k = ARGV[4] .. n
+  local st = redis.call('HGET', k, 'state')
+  if redis.call('ZSCORE', KEYS[2], m) and (st == 'deferred' or st == 'retrying') then
+    redis.call('ZADD', KEYS[2], due, m)
+    redis.call('HSET', k, 'msg', raw, 'until', due)
+    redis.call('PEXPIRE', k, ARGV[6], 'GT')
+    out[#out + 1] = tonumber(n)
+  end
+  i = i + 3
+end
+return out
+"#;
+
+/// What a re-anchor reads of a sequence: state, anchor, step definitions,
+/// zones, step count.
+type SeqHead = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<usize>,
+);
+
+/// What a re-anchor did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Reanchored {
+    /// These steps (1-based) were waiting and now wait for their new instant.
+    Moved { steps: Vec<u16> },
+    /// The sequence is not active (cancelled, or never enrolled).
+    NotActive,
+}
+
+/// Re-anchor `tenant` / `id` on `anchor`: every step still waiting gets the
+/// instant the new anchor gives it (the step definitions and zones kept at
+/// enrolment, so a schedule edited since changes nothing here), and a new
+/// `deferred` / `send_at` event announcing it. A step whose new instant is
+/// already past goes at once, or `expired` / `max_late` past its
+/// `max_late`. `ttl_ms`: the records' keep after their last instant;
+/// `events_max_len`: the events stream's cap.
+pub async fn reanchor(
+    conn: &mut Conn,
+    tenant: &str,
+    id: &str,
+    anchor: jiff::civil::Date,
+    limits: &Limits,
+    ttl_ms: u64,
+    events_max_len: u64,
+) -> redis::RedisResult<Reanchored> {
+    let key = keys::sequence(tenant, id);
+    for _ in 0..3 {
+        let (state, old, defs, zones, n): SeqHead = redis::cmd("HMGET")
+            .arg(&key)
+            .arg(seq::STATE)
+            .arg(seq::ANCHOR)
+            .arg(seq::DEFS)
+            .arg(seq::ZONE)
+            .arg(seq::STEPS)
+            .query_async(conn)
+            .await?;
+        if state.as_deref() != Some(seq::ACTIVE) {
+            return Ok(Reanchored::NotActive);
+        }
+        let (Some(old), Some(defs)) = (old, defs) else {
+            return Ok(Reanchored::NotActive);
+        };
+        let zones: Vec<Zone> = zones
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(Zone::by_name)
+            .collect();
+        let defs: Vec<(i32, jiff::civil::Time, i64)> = defs
+            .split(',')
+            .filter_map(|d| {
+                let mut it = d.split(' ');
+                let day = it.next()?.parse().ok()?;
+                let at = jiff::civil::Time::strptime("%H:%M", it.next()?).ok()?;
+                let late = it.next()?.parse().ok()?;
+                Some((day, at, late))
+            })
+            .collect();
+        let n = n.unwrap_or(0).min(defs.len());
+        let mut read = redis::pipe();
+        for i in 1..=n {
+            read.cmd("HGET")
+                .arg(keys::message(tenant, &format!("{id}/{i}")))
+                .arg(keys::msg::RAW);
+        }
+        let raws: Vec<Option<Vec<u8>>> = if n == 0 {
+            Vec::new()
+        } else {
+            read.query_async(conn).await?
+        };
+        let mut due_all = Vec::with_capacity(n);
+        let mut args: Vec<(u16, i64, Vec<u8>)> = Vec::new();
+        let mut ends = 0i64;
+        for (i, (day, at, late)) in defs.iter().take(n).enumerate() {
+            let due = step_instant(anchor, *day, *at, &zones).unwrap_or(0);
+            due_all.push(due.to_string());
+            ends = ends.max(due + late);
+            let Some(Some(raw)) = raws.get(i) else {
+                continue;
+            };
+            let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice(raw) else {
+                continue;
+            };
+            m.insert("send_at".into(), rfc3339(due).into());
+            m.insert(
+                "expires_at".into(),
+                rfc3339(due.saturating_add(*late)).into(),
+            );
+            if let Ok(b) = serde_json::to_vec(&m) {
+                args.push((u16::try_from(i + 1).unwrap_or(u16::MAX), due, b));
+            }
+        }
+        let now = crate::clock::now_ms();
+        let keep = (ends - now).max(0) as u64 + ttl_ms;
+        let mut prefix = keys::message(tenant, id);
+        prefix.push('/');
+        let mut member = keys::member(tenant, id);
+        member.push('/');
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(REANCHOR_LUA)
+            .arg(2)
+            .arg(&key)
+            .arg(keys::DELAYED)
+            .arg(&old)
+            .arg(anchor.to_string())
+            .arg(due_all.join(","))
+            .arg(prefix)
+            .arg(member)
+            .arg(keep);
+        for (n, due, raw) in &args {
+            cmd.arg(n).arg(due).arg(raw.as_slice());
+        }
+        let reply: Vec<i64> = cmd.query_async(conn).await?;
+        match reply.first() {
+            Some(1) => {}
+            Some(2) => continue,
+            _ => return Ok(Reanchored::NotActive),
+        }
+        let moved: Vec<u16> = reply[1..]
+            .iter()
+            .filter_map(|n| u16::try_from(*n).ok())
+            .collect();
+        // Announce each moved step's new instant, as its enrolment did.
+        let mut pipe = redis::pipe();
+        let detail = format!("re-anchored on {anchor}");
+        for (n, due, raw) in args.iter().filter(|(n, ..)| moved.contains(n)) {
+            let Ok(m) = decode(raw, limits) else {
+                continue;
+            };
+            let mut ev = redis::cmd("XADD");
+            ev.arg(keys::EVENTS)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(events_max_len)
+                .arg("*")
+                .arg("id")
+                .arg(&m.id)
+                .arg("tenant")
+                .arg(&m.tenant)
+                .arg("status")
+                .arg("deferred")
+                .arg("reason")
+                .arg(Reason::SendAt.as_str())
+                .arg("until")
+                .arg(due)
+                .arg("ts")
+                .arg(now)
+                .arg("attempt")
+                .arg(0)
+                .arg("detail")
+                .arg(&detail);
+            if let Some(meta) = &m.meta {
+                ev.arg("meta").arg(meta.get());
+            }
+            if let Some(t) = &m.template {
+                ev.arg("template").arg(&*t.name);
+                if let Some(v) = t.version {
+                    ev.arg("template_version").arg(v);
+                }
+            }
+            if let Some(st) = &m.step {
+                // `sequence` is the schedule, as on every step event.
+                ev.arg("sequence").arg(&*st.schedule).arg("step").arg(*n);
+            }
+            pipe.add_command(ev).ignore();
+        }
+        if !pipe.is_empty() {
+            pipe.query_async::<()>(conn).await?;
+        }
+        return Ok(Reanchored::Moved { steps: moved });
+    }
+    Err(redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "the anchor kept changing",
+    )))
 }
 
 /// A sequence and its steps' states, for `GET /v1/sequences/{tenant}/{id}`
