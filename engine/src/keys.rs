@@ -33,6 +33,10 @@
 //! | `herald:written:<batch>` | string | that an outcome batch committed (10 min) | the outcome writer |
 //! | `herald:seq:<tenant>:<id>` | hash | a sequence: state, schedule, anchor, steps ([`seq`]) | the outcome writer (enrolment), cancels |
 //! | `herald:seqs:{<number>}` | set | `tenant:id` of the sequences to a number (STOP ends them) | the outcome writer |
+//! | `herald:seqdebt:<tenant>:<debt>` | set | enrolment ids of a debt's sequences (a payment signal ends them) | the outcome writer |
+//! | `herald:signals` | stream | upstream events (field `signal`), group `herald` | upstream systems |
+//! | `herald:ceased` | hash | `tenant:number` → JSON: no collections text to the number (a cease, a bankruptcy, a dispute) | the signal reader |
+//! | `herald:ceased:version` | string | bumped on every change of `herald:ceased` | the signal reader |
 //! | `herald:sequences` | sorted set | `tenant:id` of every sequence, scored by its last step (ms) | the outcome writer; the reconciler prunes it |
 //!
 //! Tenants cannot contain `:` (validated at ingest), so keys that embed a
@@ -105,6 +109,14 @@ pub const SEQ_PREFIX: &str = "herald:seq:";
 /// what the reconciler walks.
 pub const SEQUENCES: &str = "herald:sequences";
 const SEQS_TO_PREFIX: &str = "herald:seqs:{";
+const SEQ_DEBT_PREFIX: &str = "herald:seqdebt:";
+/// Upstream events (`signals`): one field `signal`, JSON.
+pub const SIGNALS: &str = "herald:signals";
+/// Ceased numbers: field `tenant:number` → JSON `{event, signal, debt_id,
+/// at_ms}`.
+pub const CEASED: &str = "herald:ceased";
+/// Incremented with every change of [`CEASED`]: instances reload on a move.
+pub const CEASED_VERSION: &str = "herald:ceased:version";
 
 const CONSENT_DETAIL_PREFIX: &str = "herald:consent:detail:";
 const PID_PREFIX: &str = "herald:pid:";
@@ -319,6 +331,11 @@ pub fn sequence(tenant: &str, id: &str) -> String {
 /// The sequences to a number (members `tenant:id`).
 pub fn sequences_to(number: u64) -> String {
     format!("{SEQS_TO_PREFIX}{number}}}")
+}
+
+/// The enrolment ids of a debt's sequences.
+pub fn sequences_of_debt(tenant: &str, debt: &str) -> String {
+    format!("{SEQ_DEBT_PREFIX}{tenant}:{debt}")
 }
 
 /// The record of a sequence `herald:seq:<tenant>:<id>`: written at

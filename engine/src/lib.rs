@@ -29,6 +29,7 @@ pub mod providers;
 pub mod secret;
 pub mod sequences;
 pub mod server;
+pub mod signals;
 pub mod telemetry;
 pub mod tenants;
 pub mod throttle;

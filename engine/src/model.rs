@@ -68,6 +68,9 @@ pub enum Reason {
     ContentBlocked,
     /// The tenant is paused.
     Paused,
+    /// A collections text to a number under a cease (a cease request, a
+    /// bankruptcy, a dispute: `signals`).
+    Ceased,
     // rejected after decoding
     /// Over the length limit once opt-out instructions are appended.
     BodyTooLong,
@@ -137,6 +140,7 @@ impl Reason {
             Reason::NoSendingWindow => "no_sending_window",
             Reason::ContentBlocked => "content_blocked",
             Reason::Paused => "paused",
+            Reason::Ceased => "ceased",
             Reason::BodyTooLong => "body_too_long",
             Reason::UnknownSender => "unknown_sender",
             Reason::UnknownTemplate => "unknown_template",

@@ -123,6 +123,11 @@ pub async fn run(
         .refresh(&mut admin)
         .await
         .map_err(|e| Error::redis("read paused tenants", e))?;
+    // Ceased numbers too: no collections text goes out before they are known.
+    d.ceased
+        .reload(&mut admin)
+        .await
+        .map_err(|e| Error::redis("read ceased numbers", e))?;
     let workers = dispatch::spawn_shards(&d, read_conns, work_conns);
     let mover = tokio::spawn(crate::ingest::delayed::run_mover(
         admin.clone(),
@@ -271,6 +276,15 @@ pub async fn run(
         per_second: cfg.control.resume_rate,
         record_ttl_ms: cfg.dispatch.idempotency_ttl.as_millis() as u64,
     };
+    let signals_task = tokio::spawn(crate::signals::run(
+        admin.clone(),
+        cfg.dispatch.consumer.clone(),
+        Arc::clone(&d.policy),
+        Arc::clone(&d.ceased),
+        cfg.queue.partitions,
+        cfg.events.dlq_max_len,
+        http_stop.clone(),
+    ));
     let pauses_task = tokio::spawn(crate::tenants::run_refresher(
         Arc::clone(&d.pauses),
         admin.clone(),
@@ -318,6 +332,7 @@ pub async fn run(
     let _ = janitor.await;
     let _ = http_task.await;
     let _ = pauses_task.await;
+    let _ = signals_task.await;
     let _ = feed.await;
     let _ = orphans.await;
     let _ = throttles.await;

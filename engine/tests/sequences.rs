@@ -1051,3 +1051,188 @@ async fn a_reanchor_moves_every_waiting_step_to_the_new_due_date() {
     assert_eq!(status, 400);
     h.stop().await.expect("clean stop");
 }
+
+async fn signal(conn: &mut redis::aio::MultiplexedConnection, s: Value) {
+    let _: String = redis::cmd("XADD")
+        .arg("herald:signals")
+        .arg("*")
+        .arg("signal")
+        .arg(s.to_string())
+        .query_async(conn)
+        .await
+        .expect("xadd");
+}
+
+/// Upstream signals on `herald:signals`: a payment ends its debt's
+/// sequences and no other; a bankruptcy stops every collections text to
+/// the number (`suppressed` / `ceased`) while a transactional one still
+/// goes, and ends its sequences; a tenant rule sends a template; a signal
+/// that is not valid goes to the DLQ with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_cancel_by_debt_cease_collections_and_follow_tenant_rules() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let (h, grpc) = start_controlled(&redis, &mock, &extra()).await;
+    set_policy(
+        grpc,
+        r#"
+[[templates.acme.late_notice]]
+version = 1
+category = "transactional"
+vars = { name = "text" }
+text.en = "Hi {name}, your last payment did not go through."
+
+[signals.acme]
+payment_failed = ["send:late_notice"]
+"#,
+    )
+    .await;
+    let mut conn = redis.conn().await;
+    let (payer, debtor) = (number(50), number(51));
+    let with_debt = |debt: &str| json!({"debt_id": debt});
+    xadd_raw(
+        &mut conn,
+        4,
+        &[
+            enrol(
+                "sig-a",
+                &payer,
+                "payment_reminder",
+                "2027-03-14",
+                reminder_vars(),
+                with_debt("D-1"),
+            ),
+            enrol(
+                "sig-b",
+                &payer,
+                "payment_reminder",
+                "2027-03-14",
+                reminder_vars(),
+                with_debt("D-2"),
+            ),
+            enrol(
+                "sig-c",
+                &debtor,
+                "payment_reminder",
+                "2027-03-14",
+                reminder_vars(),
+                with_debt("D-3"),
+            ),
+        ],
+    )
+    .await;
+    wait_events(&mut conn, "21 steps", Duration::from_secs(10), |ev| {
+        ev.iter().filter(|e| f(e, "status") == "deferred").count() >= 21
+    })
+    .await;
+
+    signal(&mut conn, json!({"id": "pay-1", "event": "payment_received", "tenant": "acme", "debt_id": "D-1", "to": payer})).await;
+    signal(&mut conn, json!({"id": "bk-1", "event": "bankruptcy", "tenant": "acme", "debt_id": "D-3", "to": debtor})).await;
+    signal(&mut conn, json!({"id": "pf-1", "event": "payment_failed", "tenant": "acme", "to": payer, "vars": {"name": "Ana"}})).await;
+    signal(
+        &mut conn,
+        json!({"id": "bad/1", "event": "payment_received"}),
+    )
+    .await;
+    let ev = wait_events(
+        &mut conn,
+        "14 cancelled and the notice",
+        Duration::from_secs(10),
+        |ev| {
+            ev.iter().filter(|e| f(e, "status") == "cancelled").count() >= 14
+                && of(ev, "pf-1-0").any(|e| f(e, "status") == "sent")
+        },
+    )
+    .await;
+    for id in ["sig-a", "sig-c"] {
+        for n in 1..=7 {
+            assert!(
+                of(&ev, &format!("{id}/{n}")).any(|e| f(e, "status") == "cancelled"),
+                "{id}/{n}"
+            );
+        }
+    }
+    assert!(
+        of(&ev, "sig-b/1").all(|e| f(e, "status") == "deferred"),
+        "another debt goes on"
+    );
+    assert_eq!(
+        mock.recorded()
+            .iter()
+            .filter(|m| m.body.contains("did not go through"))
+            .count(),
+        1
+    );
+
+    // After the bankruptcy (every instance's snapshot follows within
+    // 200 ms): collections texts to the debtor are suppressed, a
+    // transactional one is not; another number is not affected.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = |id: &str, to: &str, category: &str| {
+        json!({"id": id, "tenant": "acme", "to": to, "body": format!("{id} text"), "category": category})
+            .to_string()
+            .into_bytes()
+    };
+    xadd_raw(
+        &mut conn,
+        4,
+        &[
+            text("after-coll", &debtor, "collections"),
+            text("after-tx", &debtor, "transactional"),
+            text("other-coll", &payer, "collections"),
+        ],
+    )
+    .await;
+    let ev = wait_events(&mut conn, "3 decided", Duration::from_secs(10), |ev| {
+        ["after-coll", "after-tx", "other-coll"]
+            .iter()
+            .all(|id| of(ev, id).next().is_some())
+    })
+    .await;
+    let coll = of(&ev, "after-coll").next().expect("decided");
+    assert_eq!(
+        (f(coll, "status"), f(coll, "reason")),
+        ("suppressed", "ceased"),
+        "{coll:?}"
+    );
+    assert_eq!(
+        f(of(&ev, "after-tx").next().expect("decided"), "status"),
+        "sent"
+    );
+    assert_ne!(
+        f(of(&ev, "other-coll").next().expect("decided"), "reason"),
+        "ceased"
+    );
+
+    // The invalid signal is in the DLQ, with its reason.
+    let dlq: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("herald:dlq")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("xrange");
+    let reasons: Vec<String> = dlq
+        .ids
+        .iter()
+        .filter_map(|e| e.get::<String>("reason"))
+        .collect();
+    assert!(
+        reasons.contains(&"invalid_signal".to_string()),
+        "{reasons:?}"
+    );
+    let pending: Vec<Value> = redis::cmd("XPENDING")
+        .arg("herald:signals")
+        .arg("herald")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async::<Vec<(String, String, i64, i64)>>(&mut conn)
+        .await
+        .expect("xpending")
+        .into_iter()
+        .map(|p| json!(p.0))
+        .collect();
+    assert!(pending.is_empty(), "every signal was acked: {pending:?}");
+    h.stop().await.expect("clean stop");
+}

@@ -200,6 +200,8 @@ impl ControlService {
                 // A collections text's wording is regulated (Reg F,
                 // 12 CFR 1006.6(e), 1006.18): compliance signs it off.
                 Section::Templates | Section::Schedules => Need::Comply,
+                // A rule can stop (or start) collections texts.
+                Section::Signals => Need::Comply,
             };
             if !caller.who.role.allows(need) {
                 return Err(Status::permission_denied(format!(

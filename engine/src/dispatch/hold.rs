@@ -28,6 +28,8 @@ pub enum Hold {
     /// Its template is unknown or cannot be rendered (`rejected` /
     /// `unknown_template`, `missing_variable`).
     Template(Reason, String),
+    /// A collections text to a number under a cease (`signals`).
+    Ceased,
     /// An enrolment: it is expanded into its steps, never sent itself.
     Enrol(Box<crate::sequences::Plan>),
 }
@@ -101,6 +103,14 @@ pub fn decide(
         Hold::Expired => {
             let reason = expired_reason(&msg);
             Decision::new(msg, Status::Expired, Some(reason), attempt)
+        }
+        Hold::Ceased => {
+            let mut dec = Decision::new(msg, Status::Suppressed, Some(Reason::Ceased), attempt);
+            dec.detail = Some(
+                "collections texts to this number have ceased (a cease request, bankruptcy or dispute signal)"
+                    .into(),
+            );
+            dec
         }
         Hold::Enrol(_) => {
             // The pipeline records enrolments itself (`Enrolled`); one that

@@ -47,6 +47,8 @@ pub struct Dispatcher {
     pub streams: Arc<[String]>,
     /// Paused tenants (lock-free snapshot, refreshed from Redis).
     pub pauses: Arc<crate::tenants::TenantPauses>,
+    /// Numbers no collections text may go to (`signals`): lock-free.
+    pub ceased: Arc<crate::signals::Ceased>,
     /// Outcomes recorded since start, by status.
     pub counts: Arc<StatusCounts>,
     /// Permits shards hold for a read still waiting on Redis: reserved, not
@@ -123,6 +125,7 @@ impl Dispatcher {
             shutdown,
             streams,
             pauses: Arc::default(),
+            ceased: Arc::default(),
             counts: Arc::default(),
             reserved_for_reads: std::sync::atomic::AtomicUsize::new(0),
             policy,

@@ -344,6 +344,12 @@ fn screen(
     // The body and category of a templated message, before the policy
     // judges it (a collections template is a collections text).
     render_template(pol, msg)?;
+    // 15 U.S.C. 1692c(c), 11 U.S.C. 362: a cease stops collections texts.
+    if msg.category == crate::model::Category::Collections
+        && d.ceased.is_ceased(&msg.tenant, msg.to)
+    {
+        return Err(Hold::Ceased);
+    }
     let at = jiff::Timestamp::from_millisecond(now).unwrap_or_else(|_| jiff::Timestamp::now());
     let input = policy::Input {
         tenant: &msg.tenant,

@@ -59,6 +59,10 @@ pub struct Document {
     /// `payment_reminder` needs no entry).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub schedules: BTreeMap<String, BTreeMap<String, ScheduleSection>>,
+    /// `[signals.<tenant>]`: event → actions (`signals`); events a tenant
+    /// does not name follow the built-in rules.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub signals: BTreeMap<String, super::signal_rules::RulesSection>,
 }
 
 /// `[compliance]` of the document: the settings that are policy, not
@@ -99,6 +103,7 @@ pub enum Section {
     Throttles,
     Templates,
     Schedules,
+    Signals,
 }
 
 impl Section {
@@ -111,6 +116,7 @@ impl Section {
             Section::Throttles => "throttles",
             Section::Templates => "templates",
             Section::Schedules => "schedules",
+            Section::Signals => "signals",
         }
     }
 }
@@ -141,6 +147,7 @@ impl Document {
             throttles: BTreeMap::new(),
             templates: BTreeMap::new(),
             schedules: BTreeMap::new(),
+            signals: BTreeMap::new(),
         })
     }
 
@@ -205,6 +212,9 @@ impl Document {
         }
         if self.schedules != next.schedules {
             v.push(Section::Schedules);
+        }
+        if self.signals != next.signals {
+            v.push(Section::Signals);
         }
         v
     }
@@ -387,6 +397,23 @@ pub fn compile(doc: &Document, version: u64, ctx: &Context) -> Result<Policy, Co
             .map_err(|(path, why)| key_err(path, why))?;
             policy.set_schedule(tenant, sch);
         }
+    }
+    for (tenant, rules) in &doc.signals {
+        if !crate::model::valid_tenant(tenant) {
+            return Err(key_err(
+                format!("signals.{tenant}"),
+                "not a valid tenant name",
+            ));
+        }
+        let key = format!("signals.{tenant}");
+        let compiled = super::signal_rules::check_rules(
+            &key,
+            rules,
+            |s| policy.schedule(tenant, s).is_some(),
+            |t| policy.template(tenant, t, None).is_some(),
+        )
+        .map_err(|(path, why)| key_err(path, why))?;
+        policy.set_signal_rules(tenant, compiled);
     }
     Ok(policy)
 }

@@ -41,6 +41,7 @@ pub mod config;
 pub mod document;
 pub mod live;
 pub mod schedules;
+pub mod signal_rules;
 pub mod store;
 
 // foldhash (hashbrown's default): looked up per message; SipHash showed
@@ -258,6 +259,9 @@ pub struct Policy {
     /// Reminder schedules by tenant and name (the built-in ones are not
     /// here: [`Policy::schedule`] falls back to them).
     schedules: HashMap<String, HashMap<String, schedules::Schedule>>,
+    /// Signal rules by tenant and event (`[signals.<tenant>]`); an event a
+    /// tenant does not name follows `signals::built_in`.
+    signal_rules: HashMap<String, HashMap<String, Vec<signal_rules::Action>>>,
 }
 
 /// Routes by tenant and category, as slot indices into the providers.
@@ -422,6 +426,7 @@ impl Policy {
             throttles,
             templates: HashMap::new(),
             schedules: HashMap::new(),
+            signal_rules: HashMap::new(),
         })
     }
 
@@ -485,6 +490,24 @@ impl Policy {
             .get(tenant)
             .and_then(|s| s.get(name))
             .or_else(|| schedules::BUILT_IN_SET.schedules.get(name))
+    }
+
+    /// The tenant's rule for `event`, when its policy names it.
+    pub fn signal_actions(&self, tenant: &str, event: &str) -> Option<&[signal_rules::Action]> {
+        self.signal_rules
+            .get(tenant)
+            .and_then(|r| r.get(event))
+            .map(Vec::as_slice)
+    }
+
+    /// Set a tenant's signal rules.
+    pub(crate) fn set_signal_rules(
+        &mut self,
+        tenant: &str,
+        rules: std::collections::HashMap<String, Vec<signal_rules::Action>>,
+    ) {
+        self.signal_rules
+            .insert(tenant.to_string(), rules.into_iter().collect());
     }
 
     /// Add a tenant's compiled schedule.

@@ -325,6 +325,12 @@ pub fn add_enrolment(
     pipe.cmd("PEXPIRE").arg(&to).arg(keep).arg("GT").ignore();
     // `GT` cannot extend a key without a TTL; a fresh set has none.
     pipe.cmd("PEXPIRE").arg(&to).arg(keep).arg("NX").ignore();
+    if let Some(debt) = parent.debt_id.as_deref() {
+        let k = keys::sequences_of_debt(&parent.tenant, debt);
+        pipe.cmd("SADD").arg(&k).arg(&parent.id).ignore();
+        pipe.cmd("PEXPIRE").arg(&k).arg(keep).arg("GT").ignore();
+        pipe.cmd("PEXPIRE").arg(&k).arg(keep).arg("NX").ignore();
+    }
     pipe.cmd("ZADD")
         .arg(keys::SEQUENCES)
         .arg(plan.ends_at())

@@ -129,6 +129,10 @@ fn describe() {
         "Sequence cancels, by result (cancelled, already_ended, not_enrolled)"
     );
     describe_counter!(
+        names::SIGNALS,
+        "Upstream signals read from herald:signals, by event and result (applied, refused)"
+    );
+    describe_counter!(
         names::SEQUENCE_TIMERS_RESTORED,
         "Waiting sequence steps whose timer was missing and the reconciler put back"
     );
@@ -294,6 +298,11 @@ pub fn sequence_enrolled(schedule: &str) {
 /// A sequence cancel ran (`cancelled`, `already_ended`, `not_enrolled`).
 pub fn sequence_cancel(result: &'static str) {
     counter!(names::SEQUENCE_CANCELS, "result" => result).increment(1);
+}
+
+/// A signal was applied or refused.
+pub fn signal(event: &str, result: &'static str) {
+    counter!(names::SIGNALS, "event" => event.to_string(), "result" => result).increment(1);
 }
 
 /// The reconciler put back waiting steps' missing timers.

@@ -34,3 +34,4 @@ pub const POLICY_REJECTED: &str = "herald_policy_versions_rejected_total";
 pub const SEQUENCES_ENROLLED: &str = "herald_sequences_enrolled_total";
 pub const SEQUENCE_CANCELS: &str = "herald_sequence_cancels_total";
 pub const SEQUENCE_TIMERS_RESTORED: &str = "herald_sequence_timers_restored_total";
+pub const SIGNALS: &str = "herald_signals_total";
