@@ -141,6 +141,9 @@ pub struct Decision {
     /// A ledger change the decision implies (a carrier-held opt-out, Twilio
     /// 21610), recorded atomically with it.
     pub consent: Option<crate::consent::ledger::OwnedChange>,
+    /// Write no trail entry for this decision: the record's hash holds it
+    /// (an enrolment's steps, 2 KB of Redis per sequence saved).
+    pub skip_trail: bool,
 }
 
 impl Decision {
@@ -161,6 +164,7 @@ impl Decision {
             remember_recipient: false,
             receipts: None,
             consent: None,
+            skip_trail: false,
         }
     }
 }

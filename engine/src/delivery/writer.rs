@@ -507,7 +507,7 @@ fn decided(
     // trail's last step. Only the steps before it need the list, so the
     // common case — sent on the first try — writes no trail entry (two
     // commands per message saved, measured in the throughput scenario).
-    if d.status == Status::Sent && d.attempt <= 1 {
+    if (d.status == Status::Sent && d.attempt <= 1) || d.skip_trail {
         return;
     }
     let entry = TrailEntry {

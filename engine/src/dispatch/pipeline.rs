@@ -553,6 +553,9 @@ fn clear(
                         st.due,
                         st.raw.clone(),
                     ));
+                    // Its first decision is in its record; the trail starts
+                    // with its next.
+                    dec.skip_trail = true;
                     dec
                 })
                 .collect();
