@@ -8,7 +8,7 @@ use std::{error::Error as _, fmt::Write as _, io, time::Duration};
 use clap::{Args, Parser, Subcommand};
 
 mod content;
-pub use content::{SequenceVerb, TemplateVerb};
+pub use content::{ExperimentVerb, SequenceVerb, TemplateVerb};
 use serde_json::{Value, json};
 use tonic::transport::{Certificate, ClientTlsConfig};
 use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
@@ -131,6 +131,12 @@ pub enum Command {
         #[command(subcommand)]
         /// What to do.
         verb: TemplateVerb,
+    },
+    /// A/B experiments on templates: results, promote.
+    Experiment {
+        #[command(subcommand)]
+        /// What to do.
+        verb: ExperimentVerb,
     },
     /// Reminder sequences: get one, cancel one (paid).
     Sequence {
@@ -908,6 +914,7 @@ pub async fn execute<W: io::Write>(
         C::Policy { verb } => policy_command(session, verb).await?,
         C::Template { verb } => content::template_command(session, verb).await?,
         C::Sequence { verb } => content::sequence_command(session, verb).await?,
+        C::Experiment { verb } => content::experiment_command(session, verb).await?,
         C::Tenant {
             verb: TenantVerb::Get { tenant, json },
         } => {

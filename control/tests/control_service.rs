@@ -182,6 +182,20 @@ impl Control for FakeEngine {
         Err(Status::unimplemented("fake"))
     }
 
+    async fn experiment_results(
+        &self,
+        _request: Request<herald_control::v1::ExperimentResultsRequest>,
+    ) -> Result<Response<herald_control::v1::ExperimentResultsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn promote_experiment(
+        &self,
+        _request: Request<herald_control::v1::PromoteExperimentRequest>,
+    ) -> Result<Response<herald_control::v1::PromoteExperimentResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn get_sequence(
         &self,
         _request: Request<herald_control::v1::GetSequenceRequest>,

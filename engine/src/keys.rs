@@ -34,6 +34,9 @@
 //! | `herald:seq:<tenant>:<id>` | hash | a sequence: state, schedule, anchor, steps ([`seq`]) | the outcome writer (enrolment), cancels |
 //! | `herald:seqs:{<number>}` | set | `tenant:id` of the sequences to a number (STOP ends them) | the outcome writer |
 //! | `herald:seqdebt:<tenant>:<debt>` | set | enrolment ids of a debt's sequences (a payment signal ends them) | the outcome writer |
+//! | `herald:exp:<tenant>:<name>` | hash | `<variant>:messages` → messages sent | the outcome writer |
+//! | `herald:exp:<tenant>:<name>:<variant>:<what>` | set | numbers sent / replied / opted_out / paid | the outcome writer, inbound replies, signals |
+//! | `herald:expwho:{<number>}` | hash | `tenant:experiment` → the variant the number got (90 days) | the outcome writer |
 //! | `herald:signals` | stream | upstream events (field `signal`), group `herald` | upstream systems |
 //! | `herald:ceased` | hash | `tenant:number` → JSON: no collections text to the number (a cease, a bankruptcy, a dispute) | the signal reader |
 //! | `herald:ceased:version` | string | bumped on every change of `herald:ceased` | the signal reader |
@@ -172,6 +175,10 @@ pub mod msg {
     pub const TEMPLATE: &str = "template";
     pub const TEMPLATE_VERSION: &str = "template_version";
     pub const BODY_SHA256: &str = "body_sha256";
+    /// The experiment and variant that picked the template
+    /// (`policy::experiments`).
+    pub const EXPERIMENT: &str = "experiment";
+    pub const VARIANT: &str = "variant";
     /// The first delivery receipt (`delivered` / `undelivered`).
     pub const RECEIPT: &str = "receipt";
     pub const RECEIPT_TS: &str = "receipt_ts";
@@ -187,7 +194,7 @@ pub mod msg {
     pub const QUEUED: &str = "queued";
 
     /// Every field, for the test that the Lua scripts write no other.
-    pub const FIELDS: [&str; 17] = [
+    pub const FIELDS: [&str; 19] = [
         ENTRY,
         STATE,
         ATTEMPT,
@@ -205,6 +212,8 @@ pub mod msg {
         TEMPLATE,
         TEMPLATE_VERSION,
         BODY_SHA256,
+        EXPERIMENT,
+        VARIANT,
     ];
 
     /// The states a message holds before it is decided.
@@ -333,6 +342,23 @@ pub fn sequences_to(number: u64) -> String {
     format!("{SEQS_TO_PREFIX}{number}}}")
 }
 
+/// An experiment's counts: field `<variant>:messages` → messages sent.
+pub fn experiment(tenant: &str, name: &str) -> String {
+    format!("herald:exp:{tenant}:{name}")
+}
+
+/// The people (numbers) of an experiment's variant who were sent a
+/// message, replied, opted out or paid (`what`): a set each.
+pub fn experiment_people(tenant: &str, name: &str, variant: &str, what: &str) -> String {
+    format!("herald:exp:{tenant}:{name}:{variant}:{what}")
+}
+
+/// The experiments a number takes part in: field `tenant:experiment` →
+/// variant (so a reply or a payment counts for the variant it saw).
+pub fn experiments_of(number: u64) -> String {
+    format!("herald:expwho:{{{number}}}")
+}
+
 /// The enrolment ids of a debt's sequences.
 pub fn sequences_of_debt(tenant: &str, debt: &str) -> String {
     format!("{SEQ_DEBT_PREFIX}{tenant}:{debt}")
@@ -363,6 +389,8 @@ pub mod seq {
     /// Each step's instant (ms), comma-separated, in step order.
     pub const DUE: &str = "due";
     pub const ENROLLED_AT: &str = "enrolled_at";
+    /// The enrolment's `debt_id`, when it had one.
+    pub const DEBT: &str = "debt";
     pub const ENDED_AT: &str = "ended_at";
 
     pub const ACTIVE: &str = "active";

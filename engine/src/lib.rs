@@ -17,6 +17,7 @@ pub mod control;
 pub mod delivery;
 pub mod dispatch;
 pub mod error;
+pub mod experiments;
 pub mod health;
 pub mod http;
 pub mod inbound;

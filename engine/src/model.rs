@@ -266,6 +266,11 @@ pub struct StepRef {
     pub sequence: Box<str>,
     pub schedule: Box<str>,
     pub n: u16,
+    /// The experiment and variant its template was picked by, at enrolment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<Box<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<Box<str>>,
 }
 
 /// A message's template, as the producer named it.
@@ -278,6 +283,10 @@ pub struct TemplateUse {
     /// The `vars` object, as written.
     pub vars: Option<Box<RawValue>>,
     pub locale: Option<Box<str>>,
+    /// The experiment and variant that picked the template rendered
+    /// (`policy::experiments`), filled in at the send decision.
+    pub experiment: Option<Box<str>>,
+    pub variant: Option<Box<str>>,
 }
 
 /// `en`, `es-US`, `pt-BR`: a language code, optionally a region.

@@ -154,7 +154,7 @@ pub fn parse(bytes: &[u8]) -> Result<(Signal, Option<u64>), String> {
 
 /// Apply a signal's actions. Every action is safe to repeat: cancels end
 /// what is active, a cease is a set, a queued message has a stable id
-/// (`<signal id>/<action>`) that the claim dedupes.
+/// (`<signal id>-<n>`, n the action's index) that the claim dedupes.
 pub async fn apply(
     conn: &mut Conn,
     policy: &LivePolicy,
@@ -172,6 +172,14 @@ pub async fn apply(
         .clone()
         .unwrap_or_else(|| format!("signal `{}` ({})", s.event, s.id));
     let mut out = Applied::default();
+    if s.event == "payment_received"
+        && let Some(n) = to
+    {
+        // A payment counts for the experiment variants the payer got.
+        crate::experiments::attribute(conn, n, &[s.tenant.as_str()], "paid")
+            .await
+            .map_err(|e| format!("redis: {e}"))?;
+    }
     let redis_err = |e: redis::RedisError| format!("redis: {e}");
     for (i, a) in actions.iter().enumerate() {
         match a {

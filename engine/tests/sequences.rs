@@ -1236,3 +1236,169 @@ payment_failed = ["send:late_notice"]
     assert!(pending.is_empty(), "every signal was acked: {pending:?}");
     h.stop().await.expect("clean stop");
 }
+
+/// An A/B experiment on a template: each recipient gets one variant, the
+/// same every time; events carry it; replies, opt-outs and payments count
+/// for the variant the person got; a running variant cannot be edited;
+/// `promote` gives everyone the winner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_experiment_assigns_one_variant_per_person_counts_outcomes_and_promotes() {
+    let redis = RedisServer::start();
+    let mock = mock(0, 0.0).await;
+    let (h, grpc) = start_controlled(&redis, &mock, &extra()).await;
+    let experiment = r#"
+[[templates.acme.due_a]]
+version = 1
+category = "transactional"
+vars = { name = "text" }
+text.en = "A: {name}, your payment is due."
+
+[[templates.acme.due_b]]
+version = 1
+category = "transactional"
+vars = { name = "text" }
+text.en = "B: {name}, a friendly reminder that your payment is due."
+
+[experiments.acme.wording]
+template = "due_a"
+variants = [
+  { name = "control", template = "due_a@1", weight = 50 },
+  { name = "friendly", template = "due_b@1", weight = 50 },
+]
+"#;
+    set_policy(grpc, experiment).await;
+    let mut conn = redis.conn().await;
+    let send = |id: String, i: usize| {
+        json!({"id": id, "tenant": "acme", "to": number(200 + i), "template": "due_a", "vars": {"name": "Ana"}})
+            .to_string()
+            .into_bytes()
+    };
+    let mut msgs: Vec<Vec<u8>> = (0..40).map(|i| send(format!("ab-{i}"), i)).collect();
+    msgs.extend((0..5).map(|i| send(format!("ab-again-{i}"), i)));
+    xadd_raw(&mut conn, 4, &msgs).await;
+    let ev = wait_events(&mut conn, "45 sent", Duration::from_secs(10), |ev| {
+        ev.iter()
+            .filter(|e| f(e, "status") == "sent" && f(e, "experiment") == "wording")
+            .count()
+            >= 45
+    })
+    .await;
+    let variant_of = |id: &str| {
+        of(&ev, id)
+            .find(|e| f(e, "status") == "sent")
+            .map(|e| (f(e, "variant").to_string(), f(e, "template").to_string()))
+            .unwrap_or_default()
+    };
+    let mut by_variant: HashMap<String, Vec<usize>> = HashMap::new();
+    for i in 0..40 {
+        let (v, t) = variant_of(&format!("ab-{i}"));
+        assert_eq!(t, if v == "friendly" { "due_b" } else { "due_a" }, "ab-{i}");
+        by_variant.entry(v).or_default().push(i);
+    }
+    assert_eq!(
+        by_variant.len(),
+        2,
+        "both variants are used: {by_variant:?}"
+    );
+    for i in 0..5 {
+        assert_eq!(
+            variant_of(&format!("ab-again-{i}")),
+            variant_of(&format!("ab-{i}")),
+            "the same person, the same variant"
+        );
+    }
+    let bodies: Vec<String> = mock.recorded().iter().map(|m| m.body.clone()).collect();
+    let friendly = by_variant["friendly"].len()
+        + (0..5)
+            .filter(|i| by_variant["friendly"].contains(i))
+            .count();
+    assert_eq!(
+        bodies.iter().filter(|b| b.starts_with("B: ")).count(),
+        friendly
+    );
+
+    // Outcomes, attributed to the variant each person got.
+    let (c, fr) = (by_variant["control"][0], by_variant["friendly"][0]);
+    let port = h.http.port();
+    assert_eq!(stop_reply(port, &number(200 + c)).await, 200);
+    signal(&mut conn, json!({"id": "paid-ab", "event": "payment_received", "tenant": "acme", "to": number(200 + fr)})).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let r = heraldctl(
+        grpc,
+        TOKEN,
+        &["experiment", "results", "acme", "wording", "--json"],
+    )
+    .await
+    .expect("results");
+    let r: Value = serde_json::from_str(&r).expect("json");
+    let row = |name: &str| {
+        r["variants"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["variant"] == name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let (control, friendly) = (row("control"), row("friendly"));
+    assert_eq!(
+        control["people"].as_u64(),
+        Some(by_variant["control"].len() as u64),
+        "{r}"
+    );
+    assert_eq!(
+        friendly["people"].as_u64(),
+        Some(by_variant["friendly"].len() as u64),
+        "{r}"
+    );
+    assert_eq!(
+        (control["opted_out"].as_u64(), control["replied"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    assert_eq!(
+        (friendly["paid"].as_u64(), control["paid"].as_u64()),
+        (Some(1), Some(0)),
+        "{r}"
+    );
+    assert!(friendly["p_replied"].is_number() || friendly["p_replied"].is_null());
+
+    // A running variant is not edited.
+    let doc = heraldctl(grpc, TOKEN, &["policy", "get"])
+        .await
+        .expect("get");
+    let edited = doc.replacen("weight = 50", "weight = 70", 1);
+    assert_ne!(edited, doc);
+    let file = TempFile::new("policy.toml", &edited);
+    let err = heraldctl(grpc, TOKEN, &["policy", "set", &file.toml_path()])
+        .await
+        .expect_err("refused");
+    assert!(
+        err.contains("experiments.acme.wording") && err.contains("cannot be edited"),
+        "{err}"
+    );
+
+    // Promote: everyone gets the winner.
+    let out = heraldctl(
+        grpc,
+        TOKEN,
+        &["experiment", "promote", "acme", "wording", "friendly"],
+    )
+    .await
+    .expect("promote");
+    assert!(out.contains("ended on `friendly`"), "{out}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // A control person who did not opt out.
+    let other = by_variant["control"][1];
+    xadd_raw(&mut conn, 4, &[send("ab-after".into(), other)]).await;
+    let ev = wait_events(&mut conn, "sent", Duration::from_secs(10), |ev| {
+        of(ev, "ab-after").any(|e| f(e, "status") == "sent")
+    })
+    .await;
+    let after = of(&ev, "ab-after")
+        .find(|e| f(e, "status") == "sent")
+        .expect("sent");
+    assert_eq!(
+        (f(after, "variant"), f(after, "template")),
+        ("friendly", "due_b")
+    );
+    h.stop().await.expect("clean stop");
+}

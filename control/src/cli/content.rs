@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 
 use super::{AdminSession, CliError, json_line};
 use crate::v1::{
-    CancelSequenceRequest, GetSequenceRequest, GetTemplateRequest, ListTemplatesRequest,
-    LocaleRendering, PreviewTemplateRequest, PublishTemplateRequest, PutTemplateRequest,
+    CancelSequenceRequest, ExperimentResultsRequest, GetSequenceRequest, GetTemplateRequest,
+    ListTemplatesRequest, LocaleRendering, PreviewTemplateRequest, PromoteExperimentRequest,
+    PublishTemplateRequest, PutTemplateRequest,
 };
 
 /// `heraldctl template …`
@@ -84,6 +85,34 @@ pub enum TemplateVerb {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `heraldctl experiment …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum ExperimentVerb {
+    /// Per variant: messages, people, replied, opted out, paid, with
+    /// two-proportion p-values against the first variant.
+    Results {
+        /// The tenant.
+        tenant: String,
+        /// The experiment.
+        name: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End the experiment on a variant: everyone gets its template.
+    Promote {
+        /// The tenant.
+        tenant: String,
+        /// The experiment.
+        name: String,
+        /// The winning variant.
+        variant: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
     },
 }
 
@@ -407,6 +436,107 @@ pub(super) async fn sequence_command(
                     "{tenant}/{id}: not enrolled; an enrolment with this id will be cancelled\n"
                 ),
             }
+        }
+    })
+}
+
+pub(super) async fn experiment_command(
+    session: &mut AdminSession,
+    verb: &ExperimentVerb,
+) -> Result<String, CliError> {
+    Ok(match verb {
+        ExperimentVerb::Results { tenant, name, json } => {
+            let r = session.answer(
+                "ExperimentResults",
+                session
+                    .client
+                    .clone()
+                    .experiment_results(ExperimentResultsRequest {
+                        tenant: tenant.clone(),
+                        name: name.clone(),
+                    })
+                    .await,
+            )?;
+            if *json {
+                json_line(&json!({
+                    "name": r.name, "template": r.template,
+                    "winner": (!r.winner.is_empty()).then_some(&r.winner),
+                    "variants": r.variants.iter().map(|v| json!({
+                        "variant": v.variant, "template": v.template, "weight": v.weight,
+                        "messages": v.messages, "people": v.people, "replied": v.replied,
+                        "opted_out": v.opted_out, "paid": v.paid,
+                        "p_replied": v.p_replied, "p_opted_out": v.p_opted_out, "p_paid": v.p_paid,
+                    })).collect::<Vec<_>>(),
+                }))
+            } else {
+                let rate = |n: u64, of: u64| {
+                    if of == 0 {
+                        "-".to_string()
+                    } else {
+                        format!("{n} ({:.1}%)", 100.0 * n as f64 / of as f64)
+                    }
+                };
+                let p = |p: Option<f64>| p.map_or("-".to_string(), |p| format!("{p:.4}"));
+                let mut out = format!(
+                    "# experiment {} on `{}`{}\n{:<12} {:<28} {:>8} {:>7} {:>14} {:>14} {:>14} {:>9} {:>9}\n",
+                    r.name,
+                    r.template,
+                    if r.winner.is_empty() {
+                        String::from(" (running)")
+                    } else {
+                        format!(" (ended: {})", r.winner)
+                    },
+                    "VARIANT",
+                    "TEMPLATE",
+                    "MESSAGES",
+                    "PEOPLE",
+                    "REPLIED",
+                    "OPTED OUT",
+                    "PAID",
+                    "P(REPLY)",
+                    "P(PAID)"
+                );
+                for v in &r.variants {
+                    out.push_str(&format!(
+                        "{:<12} {:<28} {:>8} {:>7} {:>14} {:>14} {:>14} {:>9} {:>9}\n",
+                        v.variant,
+                        v.template,
+                        v.messages,
+                        v.people,
+                        rate(v.replied, v.people),
+                        rate(v.opted_out, v.people),
+                        rate(v.paid, v.people),
+                        p(v.p_replied),
+                        p(v.p_paid)
+                    ));
+                }
+                out.push_str("# p: two-proportion z-test against the first variant (two-sided)\n");
+                out
+            }
+        }
+        ExperimentVerb::Promote {
+            tenant,
+            name,
+            variant,
+            comment,
+        } => {
+            let r = session.answer(
+                "PromoteExperiment",
+                session
+                    .client
+                    .clone()
+                    .promote_experiment(PromoteExperimentRequest {
+                        tenant: tenant.clone(),
+                        name: name.clone(),
+                        variant: variant.clone(),
+                        comment: comment.clone(),
+                    })
+                    .await,
+            )?;
+            format!(
+                "experiment {name} ended on `{variant}` in policy v{}\n",
+                r.policy_version
+            )
         }
     })
 }

@@ -11,6 +11,10 @@ use herald_control::v1::{
     PublishTemplateResponse, PutTemplateRequest, PutTemplateResponse, TemplateInfo,
     TemplateVersion,
 };
+use herald_control::v1::{
+    ExperimentResultsRequest, ExperimentResultsResponse, PromoteExperimentRequest,
+    PromoteExperimentResponse, VariantResult,
+};
 use serde_json::json;
 use tonic::{Response, Status};
 
@@ -353,6 +357,101 @@ impl ControlService {
                 req.tenant, req.id
             ))),
         }
+    }
+}
+
+impl ControlService {
+    pub(super) async fn experiment_results_impl(
+        &self,
+        req: ExperimentResultsRequest,
+    ) -> Result<Response<ExperimentResultsResponse>, Status> {
+        tenant_arg(&req.tenant)?;
+        let pol = self.d.policy.load_full();
+        let e = pol.experiment(&req.tenant, &req.name).ok_or_else(|| {
+            Status::not_found(format!(
+                "tenant `{}` has no experiment `{}`",
+                req.tenant, req.name
+            ))
+        })?;
+        let mut conn = self.conn.clone();
+        let rs = crate::experiments::results(&mut conn, &req.tenant, e)
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(ExperimentResultsResponse {
+            name: e.name.to_string(),
+            template: e.template.to_string(),
+            winner: e
+                .winner
+                .map(|w| e.variants[w].name.to_string())
+                .unwrap_or_default(),
+            variants: rs
+                .into_iter()
+                .map(|r| VariantResult {
+                    variant: r.variant,
+                    template: r.template,
+                    weight: r.weight,
+                    messages: r.messages,
+                    people: r.people,
+                    replied: r.replied,
+                    opted_out: r.opted_out,
+                    paid: r.paid,
+                    p_replied: r.p_replied,
+                    p_opted_out: r.p_opted_out,
+                    p_paid: r.p_paid,
+                })
+                .collect(),
+        }))
+    }
+
+    pub(super) async fn promote_experiment_impl(
+        &self,
+        caller: &Caller,
+        req: PromoteExperimentRequest,
+    ) -> Result<Response<PromoteExperimentResponse>, Status> {
+        tenant_arg(&req.tenant)?;
+        let (base, base_doc) = self.current_policy().await?;
+        let mut next = base_doc.clone();
+        let e = next
+            .experiments
+            .get_mut(&req.tenant)
+            .and_then(|n| n.get_mut(&req.name))
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "tenant `{}` has no experiment `{}`",
+                    req.tenant, req.name
+                ))
+            })?;
+        if let Some(w) = &e.winner {
+            return Err(Status::failed_precondition(format!(
+                "the experiment ended on `{w}` already"
+            )));
+        }
+        if !e.variants.iter().any(|v| v.name == req.variant) {
+            return Err(Status::invalid_argument(format!(
+                "no variant `{}` (variants: {})",
+                req.variant,
+                e.variants
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        e.winner = Some(req.variant.clone());
+        let (version, ..) = self
+            .put_version(
+                caller,
+                &base,
+                &base_doc,
+                next,
+                &req.comment,
+                false,
+                Some("experiment.promote"),
+            )
+            .await?;
+        Ok(Response::new(PromoteExperimentResponse {
+            policy_version: version,
+        }))
     }
 }
 

@@ -30,6 +30,10 @@ use herald_control::v1::{
     RollbackPolicyResponse, SampleDecision, SampleEvaluation, SetConsentRequest,
     SetConsentResponse, SetThrottleRequest, SetThrottleResponse, TenantPause, ThrottleLimit,
 };
+use herald_control::v1::{
+    ExperimentResultsRequest, ExperimentResultsResponse, PromoteExperimentRequest,
+    PromoteExperimentResponse,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -202,6 +206,8 @@ impl ControlService {
                 Section::Templates | Section::Schedules => Need::Comply,
                 // A rule can stop (or start) collections texts.
                 Section::Signals => Need::Comply,
+                // What a variant says is template wording.
+                Section::Experiments => Need::Comply,
             };
             if !caller.who.role.allows(need) {
                 return Err(Status::permission_denied(format!(
@@ -1221,6 +1227,24 @@ impl Control for ControlService {
     ) -> Result<Response<GetSequenceResponse>, Status> {
         self.caller(&req, Need::Read, "GetSequence").await?;
         self.get_sequence_impl(req.into_inner()).await
+    }
+
+    async fn experiment_results(
+        &self,
+        req: Request<ExperimentResultsRequest>,
+    ) -> Result<Response<ExperimentResultsResponse>, Status> {
+        self.caller(&req, Need::Read, "ExperimentResults").await?;
+        self.experiment_results_impl(req.into_inner()).await
+    }
+
+    async fn promote_experiment(
+        &self,
+        req: Request<PromoteExperimentRequest>,
+    ) -> Result<Response<PromoteExperimentResponse>, Status> {
+        // The role is checked by `put_version` (experiments: compliance).
+        let caller = self.caller(&req, Need::Read, "PromoteExperiment").await?;
+        self.promote_experiment_impl(&caller, req.into_inner())
+            .await
     }
 }
 

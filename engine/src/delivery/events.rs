@@ -46,7 +46,20 @@ pub fn recorded(o: &Outcome, counts: &StatusCounts) {
 fn decided(d: &super::outcome::Decision, counts: &StatusCounts) {
     counts.add(d.status);
     let reason = d.reason.map_or("", Reason::as_str);
-    telemetry::message_outcome(d.status.as_str(), reason);
+    match d
+        .msg
+        .template
+        .as_deref()
+        .and_then(|t| Some((&*t.name, t.variant.as_deref()?)))
+    {
+        // A message of an experiment: its series carry template and variant
+        // (`herald_messages_total{status,reason,template,variant}`), instead
+        // of the plain series, so a sum over all still counts it once.
+        Some((template, variant)) => {
+            telemetry::message_outcome_variant(d.status.as_str(), reason, template, variant)
+        }
+        None => telemetry::message_outcome(d.status.as_str(), reason),
+    }
     match (d.status, d.reason) {
         (Status::Deferred, Some(r @ (Reason::QuietHours | Reason::FrequencyCap))) => {
             telemetry::policy_deferral(r.as_str())

@@ -283,6 +283,10 @@ impl Heartbeat {
     }
 }
 
+/// How long a number's experiment variants are remembered for attributing
+/// its replies and payments.
+const EXPERIMENT_WHO_TTL_MS: u64 = 90 * 86_400_000;
+
 fn build(batch: &[Outcome], cfg: &WriterConfig, now: i64, token: u64) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     pipe.atomic();
@@ -422,6 +426,13 @@ fn decided(
     if let Some(st) = &m.step {
         ev.arg("sequence").arg(&*st.schedule).arg("step").arg(st.n);
     }
+    let variant = m
+        .template
+        .as_deref()
+        .and_then(|t| Some((t.experiment.as_deref()?, t.variant.as_deref()?)));
+    if let Some((e, v)) = variant {
+        ev.arg("experiment").arg(e).arg("variant").arg(v);
+    }
     pipe.add_command(ev).ignore();
 
     keys::message_into(key, &m.tenant, &m.id);
@@ -455,6 +466,34 @@ fn decided(
             .arg(v)
             .arg(msg::BODY_SHA256)
             .arg(crate::secret::sha256_hex(m.body.as_bytes()));
+    }
+    if let Some((e, v)) = variant {
+        hset.arg(msg::EXPERIMENT).arg(e).arg(msg::VARIANT).arg(v);
+        if d.status == Status::Sent {
+            // The experiment's counts, in the same transaction as the send.
+            let mut field = String::with_capacity(v.len() + 9);
+            field.push_str(v);
+            field.push_str(":messages");
+            pipe.cmd("HINCRBY")
+                .arg(keys::experiment(&m.tenant, e))
+                .arg(field)
+                .arg(1)
+                .ignore();
+            pipe.cmd("SADD")
+                .arg(keys::experiment_people(&m.tenant, e, v, "sent"))
+                .arg(m.to)
+                .ignore();
+            let who = keys::experiments_of(m.to);
+            pipe.cmd("HSET")
+                .arg(&who)
+                .arg(keys::member(&m.tenant, e))
+                .arg(v)
+                .ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&who)
+                .arg(EXPERIMENT_WHO_TTL_MS)
+                .ignore();
+        }
     }
     if d.pin
         && let Some(p) = &d.provider

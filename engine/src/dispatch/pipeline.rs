@@ -382,6 +382,20 @@ fn render_template(pol: &policy::Policy, msg: &mut Message) -> Result<(), Hold> 
     let Some(tu) = msg.template.as_deref_mut() else {
         return Ok(());
     };
+    if let Some(st) = msg.step.as_deref() {
+        // A step's variant was picked (and its version pinned) at enrolment.
+        tu.experiment.clone_from(&st.experiment);
+        tu.variant.clone_from(&st.variant);
+    } else if tu.version.is_none()
+        && let Some(e) = pol.experiment_on(&msg.tenant, &tu.name)
+    {
+        // One person sees one variant: a stable pick by recipient.
+        let v = e.assign(&msg.tenant, msg.to);
+        tu.experiment = Some(e.name.clone());
+        tu.variant = Some(v.name.clone());
+        tu.name = v.template.clone();
+        tu.version = Some(v.version);
+    }
     let Some(t) = pol.template(&msg.tenant, &tu.name, tu.version) else {
         let which = tu
             .version

@@ -27,6 +27,13 @@ pub(super) async fn cancel(
             "the tenant's API key is required",
         );
     }
+    if id.contains('/') {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "a sequence is named by its enrolment id, which has no `/`",
+        );
+    }
     let body = match read_body(state, req, MAX_CANCEL_BODY, "a cancel's body").await {
         Ok(b) => b,
         Err(resp) => return resp,

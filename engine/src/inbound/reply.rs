@@ -138,6 +138,9 @@ pub async fn handle<'p>(
                 for tenant in &tenants {
                     if first_time(conn, tenant, r).await? {
                         forward(conn, tenant, by.as_str(), r, "other", now).await?;
+                        crate::experiments::attribute(conn, r.from, &[tenant.as_str()], "replied")
+                            .await
+                            .map_err(|e| Error::redis("inbound_experiments", e))?;
                     }
                 }
                 return Ok(None);
@@ -150,6 +153,7 @@ pub async fn handle<'p>(
     })
     .to_string();
     let mut changed = false;
+    let mut fresh = false;
     for tenant in &tenants {
         let change = Change {
             tenant,
@@ -177,13 +181,29 @@ pub async fn handle<'p>(
             tracing::warn!(%tenant, provider_id = r.provider_id, "a replayed reply changed nothing");
             continue;
         }
+        fresh = true;
         tracing::info!(%tenant, kind, changed = recorded.changed.len(), "inbound reply recorded");
         changed |= !recorded.changed.is_empty();
         if matches!(classified.reply, Reply::Ambiguous) {
             forward(conn, tenant, by.as_str(), r, "ambiguous", now).await?;
         }
     }
-    if matches!(classified.reply, Reply::OptOut { .. }) {
+    if fresh {
+        // A reply (and an opt-out) counts for the experiment variants the
+        // number got.
+        let names: Vec<&str> = tenants.iter().map(String::as_str).collect();
+        crate::experiments::attribute(conn, r.from, &names, "replied")
+            .await
+            .map_err(|e| Error::redis("inbound_experiments", e))?;
+        if matches!(classified.reply, Reply::OptOut { .. }) {
+            crate::experiments::attribute(conn, r.from, &names, "opted_out")
+                .await
+                .map_err(|e| Error::redis("inbound_experiments", e))?;
+        }
+    }
+    // Not for a replayed webhook: a replay changes nothing (a sequence
+    // enrolled since the first STOP is not its business).
+    if fresh && matches!(classified.reply, Reply::OptOut { .. }) {
         // A STOP ends every sequence of these tenants to the number: their
         // waiting steps become `cancelled` / `opted_out` at once (the
         // consent check would suppress each anyway, one by one, when due).

@@ -422,6 +422,8 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
                 version,
                 vars: raw.vars.map(RawValue::to_owned),
                 locale: raw.locale.map(|l| Box::from(&*l)),
+                experiment: None,
+                variant: None,
             }));
             Cow::Borrowed("")
         }

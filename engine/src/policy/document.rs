@@ -63,6 +63,9 @@ pub struct Document {
     /// does not name follow the built-in rules.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub signals: BTreeMap<String, super::signal_rules::RulesSection>,
+    /// `[experiments.<tenant>.<name>]`: A/B variants of a template.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub experiments: BTreeMap<String, BTreeMap<String, super::experiments::ExperimentSection>>,
 }
 
 /// `[compliance]` of the document: the settings that are policy, not
@@ -104,6 +107,7 @@ pub enum Section {
     Templates,
     Schedules,
     Signals,
+    Experiments,
 }
 
 impl Section {
@@ -117,6 +121,7 @@ impl Section {
             Section::Templates => "templates",
             Section::Schedules => "schedules",
             Section::Signals => "signals",
+            Section::Experiments => "experiments",
         }
     }
 }
@@ -148,6 +153,7 @@ impl Document {
             templates: BTreeMap::new(),
             schedules: BTreeMap::new(),
             signals: BTreeMap::new(),
+            experiments: BTreeMap::new(),
         })
     }
 
@@ -216,6 +222,9 @@ impl Document {
         if self.signals != next.signals {
             v.push(Section::Signals);
         }
+        if self.experiments != next.experiments {
+            v.push(Section::Experiments);
+        }
         v
     }
 
@@ -266,6 +275,18 @@ impl Document {
                         }
                         Some(_) => {}
                     }
+                }
+            }
+        }
+        for (tenant, named) in &base.experiments {
+            for (name, old) in named {
+                if let Some(new) = self.experiments.get(tenant).and_then(|n| n.get(name)) {
+                    super::experiments::check_change(
+                        &format!("experiments.{tenant}.{name}"),
+                        old,
+                        new,
+                    )
+                    .map_err(|(p, why)| key_err(p, why))?;
                 }
             }
         }
@@ -414,6 +435,29 @@ pub fn compile(doc: &Document, version: u64, ctx: &Context) -> Result<Policy, Co
         )
         .map_err(|(path, why)| key_err(path, why))?;
         policy.set_signal_rules(tenant, compiled);
+    }
+    for (tenant, named) in &doc.experiments {
+        let mut on = std::collections::BTreeSet::new();
+        for (name, s) in named {
+            let key = format!("experiments.{tenant}.{name}");
+            if policy.template(tenant, &s.template, None).is_none() {
+                return Err(key_err(
+                    format!("{key}.template"),
+                    format!("no published template `{}`", s.template),
+                ));
+            }
+            if !on.insert(s.template.as_str()) {
+                return Err(key_err(
+                    format!("{key}.template"),
+                    format!("another experiment of this tenant is on `{}`", s.template),
+                ));
+            }
+            let e = super::experiments::Experiment::compile(&key, name, s, |t, v| {
+                policy.template(tenant, t, Some(v)).is_some()
+            })
+            .map_err(|(path, why)| key_err(path, why))?;
+            policy.set_experiment(tenant, e);
+        }
     }
     Ok(policy)
 }

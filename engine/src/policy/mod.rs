@@ -39,6 +39,7 @@ pub struct Fired {
 pub mod caps;
 pub mod config;
 pub mod document;
+pub mod experiments;
 pub mod live;
 pub mod schedules;
 pub mod signal_rules;
@@ -262,6 +263,8 @@ pub struct Policy {
     /// Signal rules by tenant and event (`[signals.<tenant>]`); an event a
     /// tenant does not name follows `signals::built_in`.
     signal_rules: HashMap<String, HashMap<String, Vec<signal_rules::Action>>>,
+    /// Experiments by tenant and the template they are on.
+    experiments: HashMap<String, HashMap<String, experiments::Experiment>>,
 }
 
 /// Routes by tenant and category, as slot indices into the providers.
@@ -427,6 +430,7 @@ impl Policy {
             templates: HashMap::new(),
             schedules: HashMap::new(),
             signal_rules: HashMap::new(),
+            experiments: HashMap::new(),
         })
     }
 
@@ -490,6 +494,32 @@ impl Policy {
             .get(tenant)
             .and_then(|s| s.get(name))
             .or_else(|| schedules::BUILT_IN_SET.schedules.get(name))
+    }
+
+    /// The experiment on a tenant's template, if one runs (or has ended
+    /// on a winner).
+    #[inline]
+    pub fn experiment_on(&self, tenant: &str, template: &str) -> Option<&experiments::Experiment> {
+        if self.experiments.is_empty() {
+            return None;
+        }
+        self.experiments.get(tenant)?.get(template)
+    }
+
+    /// A tenant's experiment by its name.
+    pub fn experiment(&self, tenant: &str, name: &str) -> Option<&experiments::Experiment> {
+        self.experiments
+            .get(tenant)?
+            .values()
+            .find(|e| &*e.name == name)
+    }
+
+    /// Add a tenant's compiled experiment.
+    pub(crate) fn set_experiment(&mut self, tenant: &str, e: experiments::Experiment) {
+        self.experiments
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(e.template.to_string(), e);
     }
 
     /// The tenant's rule for `event`, when its policy names it.

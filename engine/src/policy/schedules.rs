@@ -194,7 +194,7 @@ const BUILT_IN: &str = include_str!("builtin_schedules.toml");
 pub struct BuiltIn {
     pub templates: BTreeMap<String, Vec<Template>>,
     pub schedules: BTreeMap<String, Schedule>,
-    /// As written, for `template get` / `policy get --builtin`.
+    /// As written (the fragment shipped in the binary).
     pub text: &'static str,
 }
 

@@ -143,7 +143,16 @@ pub fn plan(pol: &Policy, msg: &Message, limits: &Limits) -> Result<Plan, (Reaso
     let mut body = String::new();
     for (i, st) in schedule.steps.iter().enumerate() {
         let n = u16::try_from(i + 1).unwrap_or(u16::MAX);
-        let Some(t) = pol.template(&msg.tenant, &st.template, None) else {
+        // An experiment on the step's template picks the variant here,
+        // once: the step pins it, so one person sees one variant throughout.
+        let picked = pol
+            .experiment_on(&msg.tenant, &st.template)
+            .map(|e| (e, e.assign(&msg.tenant, msg.to)));
+        let found = match picked {
+            Some((_, v)) => pol.template(&msg.tenant, &v.template, Some(v.version)),
+            None => pol.template(&msg.tenant, &st.template, None),
+        };
+        let Some(t) = found else {
             return Err((
                 Reason::UnknownTemplate,
                 format!(
@@ -178,6 +187,8 @@ pub fn plan(pol: &Policy, msg: &Message, limits: &Limits) -> Result<Plan, (Reaso
             sequence: msg.id.as_str().into(),
             schedule: schedule.name.clone(),
             n,
+            experiment: picked.map(|(e, _)| e.name.clone()),
+            variant: picked.map(|(_, v)| v.name.clone()),
         };
         let wire = StepWire {
             id: &id,
@@ -319,6 +330,9 @@ pub fn add_enrolment(
         .arg(seq::ENROLLED_AT)
         .arg(now)
         .ignore();
+    if let Some(debt) = parent.debt_id.as_deref() {
+        pipe.cmd("HSET").arg(&key).arg(seq::DEBT).arg(debt).ignore();
+    }
     pipe.cmd("PEXPIRE").arg(&key).arg(keep).ignore();
     let to = keys::sequences_to(parent.to);
     pipe.cmd("SADD").arg(&to).arg(&member).ignore();
@@ -684,8 +698,28 @@ pub async fn reanchor(
             .iter()
             .filter_map(|n| u16::try_from(*n).ok())
             .collect();
-        // Announce each moved step's new instant, as its enrolment did.
+        // Announce each moved step's new instant, as its enrolment did, and
+        // keep the indexes (STOP, payments, the reconciler, the enrolment's
+        // own record for dedupe) as long as the sequence now runs.
         let mut pipe = redis::pipe();
+        let (to, debt): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+            .arg(&key)
+            .arg(seq::TO)
+            .arg(seq::DEBT)
+            .query_async(conn)
+            .await?;
+        let mut extend = vec![keys::message(tenant, id)];
+        extend.extend(to.map(keys::sequences_to));
+        extend.extend(debt.map(|d| keys::sequences_of_debt(tenant, &d)));
+        for k in &extend {
+            pipe.cmd("PEXPIRE").arg(k).arg(keep).arg("GT").ignore();
+        }
+        pipe.cmd("ZADD")
+            .arg(keys::SEQUENCES)
+            .arg("XX")
+            .arg(ends)
+            .arg(keys::member(tenant, id))
+            .ignore();
         let detail = format!("re-anchored on {anchor}");
         for (n, due, raw) in args.iter().filter(|(n, ..)| moved.contains(n)) {
             let Ok(m) = decode(raw, limits) else {
@@ -728,9 +762,7 @@ pub async fn reanchor(
             }
             pipe.add_command(ev).ignore();
         }
-        if !pipe.is_empty() {
-            pipe.query_async::<()>(conn).await?;
-        }
+        pipe.query_async::<()>(conn).await?;
         return Ok(Reanchored::Moved { steps: moved });
     }
     Err(redis::RedisError::from((

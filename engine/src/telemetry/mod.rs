@@ -193,6 +193,19 @@ pub fn message_outcome(status: &'static str, reason: &'static str) {
     });
 }
 
+/// A message of an A/B experiment reached a status: the series carry its
+/// template and variant too.
+pub fn message_outcome_variant(
+    status: &'static str,
+    reason: &'static str,
+    template: &str,
+    variant: &str,
+) {
+    counter!(names::MESSAGES, "status" => status, "reason" => reason,
+        "template" => template.to_string(), "variant" => variant.to_string())
+    .increment(1);
+}
+
 #[inline]
 pub fn enqueue_to_send(seconds: f64) {
     static HANDLE: std::sync::OnceLock<metrics::Histogram> = std::sync::OnceLock::new();
