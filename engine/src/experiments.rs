@@ -50,6 +50,8 @@ pub struct VariantResult {
     pub template: String,
     pub weight: u32,
     pub messages: u64,
+    /// Messages with a `delivered` receipt (of `messages`).
+    pub delivered: u64,
     pub people: u64,
     pub replied: u64,
     pub opted_out: u64,
@@ -60,6 +62,8 @@ pub struct VariantResult {
     pub p_replied: Option<f64>,
     pub p_opted_out: Option<f64>,
     pub p_paid: Option<f64>,
+    /// Of the delivery rates (delivered of messages).
+    pub p_delivered: Option<f64>,
 }
 
 /// The results of an experiment, per variant.
@@ -73,6 +77,9 @@ pub async fn results(
         pipe.cmd("HGET")
             .arg(keys::experiment(tenant, &e.name))
             .arg(format!("{}:messages", v.name));
+        pipe.cmd("HGET")
+            .arg(keys::experiment(tenant, &e.name))
+            .arg(format!("{}:delivered", v.name));
         for what in ["sent", "replied", "opted_out", "paid"] {
             pipe.cmd("SCARD")
                 .arg(keys::experiment_people(tenant, &e.name, &v.name, what));
@@ -80,20 +87,22 @@ pub async fn results(
     }
     let raw: Vec<Option<u64>> = pipe.query_async(conn).await?;
     let mut out: Vec<VariantResult> = Vec::with_capacity(e.variants.len());
-    for (v, c) in e.variants.iter().zip(raw.chunks(5)) {
+    for (v, c) in e.variants.iter().zip(raw.chunks(6)) {
         let get = |i: usize| c.get(i).copied().flatten().unwrap_or(0);
         out.push(VariantResult {
             variant: v.name.to_string(),
             template: format!("{}@{}", v.template, v.version),
             weight: v.weight,
             messages: get(0),
-            people: get(1),
-            replied: get(2),
-            opted_out: get(3),
-            paid: get(4),
+            delivered: get(1),
+            people: get(2),
+            replied: get(3),
+            opted_out: get(4),
+            paid: get(5),
             p_replied: None,
             p_opted_out: None,
             p_paid: None,
+            p_delivered: None,
         });
     }
     if let Some(control) = out.first().cloned() {
@@ -102,6 +111,8 @@ pub async fn results(
             r.p_opted_out =
                 two_proportion_p(r.opted_out, r.people, control.opted_out, control.people);
             r.p_paid = two_proportion_p(r.paid, r.people, control.paid, control.people);
+            r.p_delivered =
+                two_proportion_p(r.delivered, r.messages, control.delivered, control.messages);
         }
     }
     Ok(out)

@@ -34,7 +34,7 @@
 //! | `herald:seq:<tenant>:<id>` | hash | a sequence: state, schedule, anchor, steps ([`seq`]) | the outcome writer (enrolment), cancels |
 //! | `herald:seqs:{<number>}` | set | `tenant:id` of the sequences to a number (STOP ends them) | the outcome writer |
 //! | `herald:seqdebt:<tenant>:<debt>` | set | enrolment ids of a debt's sequences (a payment signal ends them) | the outcome writer |
-//! | `herald:exp:<tenant>:<name>` | hash | `<variant>:messages` → messages sent | the outcome writer |
+//! | `herald:exp:<tenant>:<name>` | hash | `<variant>:messages`, `<variant>:delivered`, `<variant>:undelivered` → messages | the outcome writer, receipts |
 //! | `herald:exp:<tenant>:<name>:<variant>:<what>` | set | numbers sent / replied / opted_out / paid | the outcome writer, inbound replies, signals |
 //! | `herald:expwho:{<number>}` | hash | `tenant:experiment` → the variant the number got (90 days) | the outcome writer |
 //! | `herald:signals` | stream | upstream events (field `signal`), group `herald` | upstream systems |
@@ -344,8 +344,12 @@ pub fn sequences_to(number: u64) -> String {
 
 /// An experiment's counts: field `<variant>:messages` → messages sent.
 pub fn experiment(tenant: &str, name: &str) -> String {
-    format!("herald:exp:{tenant}:{name}")
+    format!("{EXPERIMENT_PREFIX}{tenant}:{name}")
 }
+
+/// Prefix of an experiment's counts hash (`herald:exp:<tenant>:<name>`);
+/// the receipts script appends tenant and name itself.
+pub const EXPERIMENT_PREFIX: &str = "herald:exp:";
 
 /// The people (numbers) of an experiment's variant who were sent a
 /// message, replied, opted out or paid (`what`): a set each.

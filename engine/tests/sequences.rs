@@ -1322,7 +1322,44 @@ variants = [
     let port = h.http.port();
     assert_eq!(stop_reply(port, &number(200 + c)).await, 200);
     signal(&mut conn, json!({"id": "paid-ab", "event": "payment_received", "tenant": "acme", "to": number(200 + fr)})).await;
+    // A delivery receipt for one friendly message counts as delivered.
+    let sid = of(&ev, &format!("ab-{fr}"))
+        .find(|e| f(e, "status") == "sent")
+        .map(|e| f(e, "provider_id").to_string())
+        .expect("a provider id");
+    let params: Vec<(String, String)> = [
+        ("AccountSid", "ACmock0000000000000000000000000000"),
+        ("MessageSid", sid.as_str()),
+        ("MessageStatus", "delivered"),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let sig = twilio_signature(
+        "mock-token",
+        &format!("http://127.0.0.1:{port}/v1/webhooks/twilio/status"),
+        &params,
+    );
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    let (status, _) = http_call(
+        port,
+        "POST",
+        "/v1/webhooks/twilio/status",
+        &[("X-Twilio-Signature", sig.as_str())],
+        "application/x-www-form-urlencoded",
+        &form,
+    )
+    .await;
+    assert!(matches!(status, 200 | 204), "{status}");
     tokio::time::sleep(Duration::from_millis(800)).await;
+    let ev = events(&mut conn).await;
+    let receipt = of(&ev, &format!("ab-{fr}"))
+        .find(|e| f(e, "status") == "delivered")
+        .expect("the receipt");
+    assert_eq!(f(receipt, "variant"), "friendly", "{receipt:?}");
     let r = heraldctl(
         grpc,
         TOKEN,
@@ -1358,6 +1395,21 @@ variants = [
         (friendly["paid"].as_u64(), control["paid"].as_u64()),
         (Some(1), Some(0)),
         "{r}"
+    );
+    assert_eq!(
+        (
+            friendly["delivered"].as_u64(),
+            control["delivered"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{r}"
+    );
+    let table = heraldctl(grpc, TOKEN, &["experiment", "results", "acme", "wording"])
+        .await
+        .expect("table");
+    assert!(
+        table.contains("friendly") && table.contains("DELIVERED") && table.contains("(running)"),
+        "{table}"
     );
     assert!(friendly["p_replied"].is_number() || friendly["p_replied"].is_null());
 

@@ -463,9 +463,10 @@ pub(super) async fn experiment_command(
                     "winner": (!r.winner.is_empty()).then_some(&r.winner),
                     "variants": r.variants.iter().map(|v| json!({
                         "variant": v.variant, "template": v.template, "weight": v.weight,
-                        "messages": v.messages, "people": v.people, "replied": v.replied,
+                        "messages": v.messages, "delivered": v.delivered, "people": v.people, "replied": v.replied,
                         "opted_out": v.opted_out, "paid": v.paid,
                         "p_replied": v.p_replied, "p_opted_out": v.p_opted_out, "p_paid": v.p_paid,
+                        "p_delivered": v.p_delivered,
                     })).collect::<Vec<_>>(),
                 }))
             } else {
@@ -478,7 +479,7 @@ pub(super) async fn experiment_command(
                 };
                 let p = |p: Option<f64>| p.map_or("-".to_string(), |p| format!("{p:.4}"));
                 let mut out = format!(
-                    "# experiment {} on `{}`{}\n{:<12} {:<28} {:>8} {:>7} {:>14} {:>14} {:>14} {:>9} {:>9}\n",
+                    "# experiment {} on `{}`{}\n{:<12} {:<28} {:>8} {:>14} {:>7} {:>14} {:>14} {:>14} {:>9} {:>9}\n",
                     r.name,
                     r.template,
                     if r.winner.is_empty() {
@@ -489,6 +490,7 @@ pub(super) async fn experiment_command(
                     "VARIANT",
                     "TEMPLATE",
                     "MESSAGES",
+                    "DELIVERED",
                     "PEOPLE",
                     "REPLIED",
                     "OPTED OUT",
@@ -498,10 +500,11 @@ pub(super) async fn experiment_command(
                 );
                 for v in &r.variants {
                     out.push_str(&format!(
-                        "{:<12} {:<28} {:>8} {:>7} {:>14} {:>14} {:>14} {:>9} {:>9}\n",
+                        "{:<12} {:<28} {:>8} {:>14} {:>7} {:>14} {:>14} {:>14} {:>9} {:>9}\n",
                         v.variant,
                         v.template,
                         v.messages,
+                        rate(v.delivered, v.messages),
                         v.people,
                         rate(v.replied, v.people),
                         rate(v.opted_out, v.people),

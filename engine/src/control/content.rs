@@ -398,6 +398,8 @@ impl ControlService {
                     p_replied: r.p_replied,
                     p_opted_out: r.p_opted_out,
                     p_paid: r.p_paid,
+                    delivered: r.delivered,
+                    p_delivered: r.p_delivered,
                 })
                 .collect(),
         }))

@@ -51,7 +51,7 @@ pub fn twilio_status(status: &str) -> Option<Receipt> {
 
 /// KEYS: pid mapping, events stream, orphan set, orphan hash.
 /// ARGV: status, reason, provider, provider id, ts, events max len, message
-/// hash prefix, trail prefix, state ttl (ms).
+/// hash prefix, trail prefix, state ttl (ms), experiment counts prefix.
 /// Returns `applied`, `duplicate` or `orphan`.
 const APPLY_LUA: &str = r#"
 local m = redis.call('GET', KEYS[1])
@@ -86,6 +86,13 @@ if ARGV[2] ~= '' then redis.call('HSET', k, 'reason', ARGV[2]) end
 local ev = {'id', id, 'tenant', tenant, 'status', ARGV[1], 'provider', provider,
   'provider_id', ARGV[4], 'ts', ARGV[5]}
 if ARGV[2] ~= '' then table.insert(ev, 'reason'); table.insert(ev, ARGV[2]) end
+-- A message of an A/B experiment: the receipt counts for its variant.
+local x = redis.call('HMGET', k, 'experiment', 'variant')
+if x[1] and x[2] then
+  table.insert(ev, 'experiment'); table.insert(ev, x[1])
+  table.insert(ev, 'variant'); table.insert(ev, x[2])
+  redis.call('HINCRBY', ARGV[10] .. tenant .. ':' .. x[1], x[2] .. ':' .. ARGV[1], 1)
+end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', unpack(ev))
 local step = {ts = tonumber(ARGV[5]), status = ARGV[1], provider = provider, provider_id = ARGV[4]}
 if ARGV[2] ~= '' then step.reason = ARGV[2] end
@@ -144,6 +151,7 @@ impl Receipts {
             .arg(keys::MSG_PREFIX)
             .arg(keys::TRAIL_PREFIX)
             .arg(self.state_ttl_ms)
+            .arg(keys::EXPERIMENT_PREFIX)
             .invoke_async(conn)
             .await?;
         Ok(r)
