@@ -345,21 +345,8 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
                 ),
             ));
         }
-        if let Some(v) = raw.vars
-            && !v.get().trim_start().starts_with('{')
-        {
-            return Err(fail(
-                RejectReason::InvalidField,
-                "`vars` must be an object".into(),
-            ));
-        }
-        if let Some(l) = raw.locale.as_deref()
-            && !crate::model::valid_locale(l)
-        {
-            return Err(fail(
-                RejectReason::InvalidField,
-                format!("`locale` {l:?} is not a locale (`en`, `es-US`)"),
-            ));
+        if let Err(why) = check_vars_and_locale(raw.vars, raw.locale.as_deref()) {
+            return Err(fail(RejectReason::InvalidField, why));
         }
         enrol = Some(Box::new(crate::model::Enrol {
             schedule: Box::from(&*sq.schedule),
@@ -401,21 +388,8 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
                     "`template` must be a name of 1–64 characters".into(),
                 ));
             }
-            if let Some(v) = raw.vars
-                && !v.get().trim_start().starts_with('{')
-            {
-                return Err(fail(
-                    RejectReason::InvalidField,
-                    "`vars` must be an object".into(),
-                ));
-            }
-            if let Some(l) = raw.locale.as_deref()
-                && !crate::model::valid_locale(l)
-            {
-                return Err(fail(
-                    RejectReason::InvalidField,
-                    format!("`locale` {l:?} is not a locale (`en`, `es-US`)"),
-                ));
+            if let Err(why) = check_vars_and_locale(raw.vars, raw.locale.as_deref()) {
+                return Err(fail(RejectReason::InvalidField, why));
             }
             template = Some(Box::new(crate::model::TemplateUse {
                 name: Box::from(base),
@@ -509,6 +483,20 @@ fn validate(raw: RawMessage<'_>, limits: &Limits) -> Result<Message, Rejection> 
         enrol,
         step: raw.step.map(Box::new),
     })
+}
+
+/// `vars` is an object and `locale` a locale, for a template or an
+/// enrolment.
+fn check_vars_and_locale(vars: Option<&RawValue>, locale: Option<&str>) -> Result<(), String> {
+    if vars.is_some_and(|v| !v.get().trim_start().starts_with('{')) {
+        return Err("`vars` must be an object".into());
+    }
+    match locale {
+        Some(l) if !crate::model::valid_locale(l) => {
+            Err(format!("`locale` {l:?} is not a locale (`en`, `es-US`)"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn parse_instant(s: &str) -> Result<i64, jiff::Error> {
